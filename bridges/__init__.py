@@ -1,0 +1,1 @@
+"""JAX <-> PyTorch bridges: boards to model inputs, responses to rewards."""

@@ -1,0 +1,33 @@
+"""jaxgym: visual puzzle games for training and evaluating vision-language models with RL.
+
+Every game is a set of pure JAX functions (reset, step, legal mask, render) over a state
+pytree, so thousands of boards step and render in one jitted, vmapped call::
+
+    import jax, jaxgym
+    env = jaxgym.make("2048")
+    state = env.reset(jax.random.key(0))
+    state = env.step(state, 3, jax.random.key(1))
+    image = env.render(state)            # (448, 448, 3) uint8
+"""
+
+from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
+from jaxgym.game2048 import Game2048
+from jaxgym.registry import make, register, registered_games
+from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
+
+register("2048", 0, Game2048)
+
+__all__ = [
+    "INVALID_ACTION",
+    "UNPARSEABLE",
+    "AutoReset",
+    "Env",
+    "Game2048",
+    "State",
+    "TimeLimit",
+    "Wrapper",
+    "make",
+    "register",
+    "registered_games",
+]
+__version__ = "0.1.0"

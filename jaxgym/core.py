@@ -1,0 +1,206 @@
+"""The functional environment API that every jaxgym game implements.
+
+An :class:`Env` is a bundle of pure functions over an immutable state pytree::
+
+    env = jaxgym.make("2048", size=4)
+    state = env.reset(key)                  # one board; jax.vmap(env.reset)(keys) for a batch
+    state = env.step(state, action, key)    # reward, flags and the next legal mask live in state
+    image = env.render(state)               # (H, W, 3) uint8, pure JAX
+    text = env.describe(state)              # the exact perception text (host side, one state)
+
+The env object holds only static configuration (board size, palette, image size), so its
+bound methods can be passed to ``jax.jit``/``jax.vmap`` directly. All randomness comes from
+the explicit ``key`` arguments: the state carries no hidden RNG, so a planner that steps a
+copy of the state learns nothing about future spawns it could not compute itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+from typing import Any, ClassVar, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+Array = jax.Array
+PRNGKey = jax.Array
+
+UNPARSEABLE: Literal["unparseable"] = "unparseable"
+"""What ``Env.parse_answer`` returns for text without a well-formed answer."""
+
+INVALID_ACTION = -1
+"""A flat action that no game accepts: stepping it is the game's penalised no-op. Parsers
+return it for well-formed answers that name cells outside the board, so that such answers
+are never wrapped into another cell."""
+
+
+@struct.dataclass
+class State:
+    """Fields that every game's state has (a game's state class adds its board).
+
+    Attributes:
+        reward: float32 ``()``, the reward of the step that produced this state (0 after reset).
+        terminated: bool ``()``, the game is over (no legal move, or the board is cleared).
+        truncated: bool ``()``, the episode was cut by a time limit (see ``TimeLimit``).
+        legal_action_mask: bool ``(num_actions,)``, which flat actions are legal now.
+        step_count: int32 ``()``, actions taken since reset, legal or not.
+        score: int32 ``()``, the game's running score, as its status line shows it.
+        last_action_legal: bool ``()``, whether the action that produced this state was a
+            legal move (True after reset). Illegal actions are penalised no-ops.
+    """
+
+    reward: Array
+    terminated: Array
+    truncated: Array
+    legal_action_mask: Array
+    step_count: Array
+    score: Array
+    last_action_legal: Array
+
+
+def initial_fields(legal_action_mask: Array, terminated: Array | bool = False) -> dict[str, Array]:
+    """The shared ``State`` fields of a freshly reset (or user-supplied) board."""
+    return dict(
+        reward=jnp.float32(0.0),
+        terminated=jnp.asarray(terminated, dtype=jnp.bool_),
+        truncated=jnp.bool_(False),
+        legal_action_mask=legal_action_mask,
+        step_count=jnp.int32(0),
+        score=jnp.int32(0),
+        last_action_legal=jnp.bool_(True),
+    )
+
+
+def check_action(action: Any) -> Array:
+    """Return ``action`` as an int32 scalar array, or raise if it is not an integer scalar.
+
+    Called at trace time, so a float action fails with a clear message instead of being
+    silently truncated deep inside a gather.
+    """
+    dtype = getattr(action, "dtype", None)
+    if dtype is None:
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise TypeError(
+                f"action must be an integer (a flat action index), got {action!r} of type "
+                f"{type(action).__name__}"
+            )
+        info = np.iinfo(np.int32)
+        action = jnp.int32(min(max(int(action), info.min), info.max))
+    elif not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"action must have an integer dtype, got dtype {dtype}; cast it with "
+            f".astype(jnp.int32) if it holds whole numbers"
+        )
+    action = jnp.asarray(action)
+    if action.shape != ():
+        raise ValueError(
+            f"env.step takes one scalar action per state, got shape {action.shape}; "
+            f"use jax.vmap(env.step) for a batch of states"
+        )
+    # An int64 or uint32 action outside the int32 range must stay invalid, not wrap into a
+    # legal index: clamp first, then narrow.
+    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    if jnp.iinfo(action.dtype).bits > 32 or not jnp.issubdtype(action.dtype, jnp.signedinteger):
+        action = jnp.clip(action, max(lo, jnp.iinfo(action.dtype).min), hi)
+    return action.astype(jnp.int32)
+
+
+def check_int_param(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """Validate an integer game parameter, raising ValueError that names value and range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        allowed = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}={value} is out of range; allowed: {allowed}")
+    return int(value)
+
+
+class Env(abc.ABC):
+    """Base class of the games. Subclasses set ``name``, ``version`` and ``num_actions``.
+
+    ``version`` is bumped whenever a rule changes, so results quote ``env.id`` (for example
+    ``"2048-v0"``) and stay comparable.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    num_actions: int
+    image_size: tuple[int, int]
+
+    @property
+    def id(self) -> str:
+        """The versioned game id, ``"{name}-v{version}"``."""
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape of ``render``'s output: ``(height, width, 3)``."""
+        return (*self.image_size, 3)
+
+    @abc.abstractmethod
+    def reset(self, key: PRNGKey) -> State:
+        """A fresh game drawn with ``key``."""
+
+    @abc.abstractmethod
+    def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
+        """Apply one flat integer action. Illegal or out-of-range actions are defined,
+        penalised no-ops (see the game's docstring); they never raise under ``jit``."""
+
+    @abc.abstractmethod
+    def from_board(self, board: Any) -> State:
+        """A state for a given board array (tests, puzzles, users' own positions)."""
+
+    @abc.abstractmethod
+    def describe(self, state: State) -> str:
+        """The exact perception text of one (unbatched) state."""
+
+    @abc.abstractmethod
+    def prompt(self) -> str:
+        """The instruction shown to a model beside the rendered board."""
+
+    @abc.abstractmethod
+    def parse_answer(self, text: str) -> int | Literal["unparseable"]:
+        """The flat action named by a model's response, or ``UNPARSEABLE``. Never raises.
+
+        A well-formed answer naming a move that does not exist (a cell off the board, a
+        direction out of range) parses to an action that ``step`` treats as illegal."""
+
+    @abc.abstractmethod
+    def format_answer(self, action: int) -> str:
+        """The ``<answer>...</answer>`` text that ``parse_answer`` maps back to ``action``."""
+
+    @abc.abstractmethod
+    def _make_renderer(self) -> Any:
+        """Build the game's renderer (a callable ``state -> (H, W, 3) uint8``)."""
+
+    @functools.cached_property
+    def _renderer(self) -> Any:
+        return self._make_renderer()
+
+    def render(self, state: State) -> Array:
+        """The board as an ``(H, W, 3)`` uint8 image. Pure JAX: jit- and vmap-able."""
+        return self._renderer(state)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+
+def resolve_image_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """Validate an image size given as one int (square) or ``(height, width)``."""
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        hw = (int(image_size), int(image_size))
+    elif (
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size)
+    ):
+        hw = (int(image_size[0]), int(image_size[1]))
+    else:
+        raise ValueError(f"image_size must be an int or a (height, width) pair, got {image_size!r}")
+    for v in hw:
+        if not 56 <= v <= 4096:
+            raise ValueError(f"image_size={image_size!r} is out of range; each side must be in 56..4096 pixels")
+    return hw

@@ -1,0 +1,87 @@
+"""Lenient, linear-time parsing of model responses, shared by every game's answer parser.
+
+Responses are untrusted text: anything that is not a ``str``, any size, any unicode. These
+helpers never raise on such input and run in time linear in its length (``str.rfind`` and
+simple character-class regexes, no backtracking patterns).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+_INT = re.compile(r"[-+]?[0-9]+")
+# Digits beyond these are noise: any such number is out of range for every game anyway.
+_MAX_DIGITS = 12
+
+
+def last_tag_content(text: object, tag: str) -> str | None:
+    """Content of the last complete ``<tag>...</tag>`` block (tag name case-insensitive).
+
+    The last block wins because models often quote the format (``<answer>...</answer>``)
+    while thinking before they commit to their final answer.
+
+    >>> last_tag_content("<answer>1</answer> then <ANSWER> 2 </answer>", "answer")
+    ' 2 '
+    >>> last_tag_content("no tags", "answer") is None
+    True
+    """
+    if not isinstance(text, str):
+        return None
+    lowered = text.lower()
+    open_tag, close_tag = f"<{tag.lower()}>", f"</{tag.lower()}>"
+    end = lowered.rfind(close_tag)
+    if end < 0:
+        return None
+    start = lowered.rfind(open_tag, 0, end)
+    if start < 0:
+        return None
+    return text[start + len(open_tag) : end]
+
+
+def has_tag_pair(text: object, tag: str) -> bool:
+    """True if ``text`` has an opening ``<tag>`` followed later by a closing ``</tag>``."""
+    if not isinstance(text, str):
+        return False
+    lowered = text.lower()
+    start = lowered.find(f"<{tag.lower()}>")
+    return start >= 0 and lowered.find(f"</{tag.lower()}>", start) >= 0
+
+
+def normalize(text: str) -> str:
+    """Unicode NFKC (full-width digits and commas become ASCII)."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def _to_int(token: str) -> int:
+    sign = -1 if token[0] == "-" else 1
+    digits = token.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        return sign * (INT32_MAX + 1)
+    return sign * int(digits)
+
+
+def ints(text: str, limit: int) -> list[int]:
+    """The first ``limit`` integers in ``text`` (after NFKC), in order.
+
+    >>> ints("(0, 1) (0,2)", 4)
+    [0, 1, 0, 2]
+    """
+    out = []
+    for match in _INT.finditer(normalize(text)):
+        out.append(_to_int(match.group()))
+        if len(out) == limit:
+            break
+    return out
+
+
+def first_int(text: str) -> int | None:
+    """The first integer in ``text``, or None."""
+    found = ints(text, 1)
+    return found[0] if found else None
+
+
+def clamp_to_int32(value: int) -> int:
+    """Clamp to the int32 range: a huge number stays an out-of-range action, never wraps."""
+    return max(INT32_MIN, min(INT32_MAX, value))

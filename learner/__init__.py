@@ -1,0 +1,1 @@
+"""The GRPO learner (entry point: learner/train.py)."""

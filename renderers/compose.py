@@ -1,0 +1,148 @@
+"""Frame composition from a pre-rendered tile atlas with a single gather.
+
+A game's picture is a static background with rectangular *slots* on it (board cells, the
+digits of a score). Each slot shows one of a few pre-rendered tiles (uint8 images drawn once,
+on the host, when the renderer is built). Per frame, only the tile index of each slot
+depends on the state.
+
+Every image row is cut into horizontal *segments* of ``segment_width`` pixels, the widest
+width that divides the canvas width and every slot's left edge and width. The background
+and every tile are stored in one atlas of such segments, and a frame is::
+
+    segment_base = tile_base[tile_of_slot]              # (num_slots,), tiny
+    frame = atlas[segment_base[slot_map] + local]       # one gather of H * W / sw segments
+
+where ``slot_map`` and ``local`` are static ``(H, W / sw)`` index maps. The gather reads whole
+segments and writes the frame in its final memory order, so no transpose or per-pixel
+arithmetic follows it, and under ``vmap`` the static maps are shared by the batch.
+
+    >>> import numpy as np
+    >>> bg = np.zeros((4, 8, 3), np.uint8)
+    >>> tiles = np.stack([np.full((2, 4, 3), v, np.uint8) for v in (10, 20)])
+    >>> frame = Canvas(bg).add_slots("cell", [(1, 4)], tiles).build()
+    >>> frame({"cell": np.array([1])})[:, :, 0].tolist()
+    [[0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 20, 20, 20, 20], [0, 0, 0, 0, 20, 20, 20, 20], [0, 0, 0, 0, 0, 0, 0, 0]]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SEGMENT_WIDTHS = (32, 16, 8, 4, 2, 1)
+
+
+@dataclass(frozen=True)
+class _SlotGroup:
+    name: str
+    origins: np.ndarray  # (n, 2) int, top-left (y, x) of each slot
+    tiles: np.ndarray  # (T, h, w, 3) uint8
+
+
+class Canvas:
+    """Host-side builder: a background plus named groups of same-sized slots."""
+
+    def __init__(self, background: np.ndarray):
+        background = np.asarray(background)
+        if background.dtype != np.uint8 or background.ndim != 3 or background.shape[2] != 3:
+            raise ValueError(f"background must be (H, W, 3) uint8, got {background.shape} {background.dtype}")
+        self.background = background
+        self.groups: list[_SlotGroup] = []
+
+    def add_slots(self, name: str, origins: Sequence[tuple[int, int]], tiles: np.ndarray) -> "Canvas":
+        """Add slots at ``origins`` (top-left ``(y, x)``), each showing one of ``tiles``."""
+        tiles = np.asarray(tiles)
+        origins_arr = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
+        if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[3] != 3:
+            raise ValueError(f"tiles of {name!r} must be (T, h, w, 3) uint8, got {tiles.shape} {tiles.dtype}")
+        h, w = tiles.shape[1:3]
+        H, W = self.background.shape[:2]
+        for y, x in origins_arr:
+            if y < 0 or x < 0 or y + h > H or x + w > W:
+                raise ValueError(f"slot {name!r} at ({y}, {x}) of size {h}x{w} leaves the {H}x{W} canvas")
+        if any(g.name == name for g in self.groups):
+            raise ValueError(f"slot group {name!r} added twice")
+        self.groups.append(_SlotGroup(name, origins_arr, tiles))
+        return self
+
+    def build(self) -> "Compositor":
+        return Compositor(self.background, self.groups)
+
+
+class Compositor:
+    """``frame = compositor({group: tile ids})``: jit- and vmap-able, uint8 out."""
+
+    def __init__(self, background: np.ndarray, groups: Sequence[_SlotGroup]):
+        H, W = background.shape[:2]
+        edges = [W] + [int(v) for g in groups for v in (*g.origins[:, 1], g.tiles.shape[2])]
+        sw = next(s for s in SEGMENT_WIDTHS if all(e % s == 0 for e in edges))
+        self.image_shape = (H, W, 3)
+        self.segment_width = sw
+        self.group_names = [g.name for g in groups]
+        self.group_sizes = {g.name: len(g.origins) for g in groups}
+        self.num_tiles = {g.name: len(g.tiles) for g in groups}
+
+        segs_per_row = W // sw
+        rows = np.arange(H)[:, None]
+        cols = np.arange(segs_per_row)[None, :]
+        # Slot 0 is the background; group slots follow in order.
+        slot_map = np.zeros((H, segs_per_row), np.int32)
+        local = (rows * segs_per_row + cols).astype(np.int64)
+        atlas_parts = [background.reshape(H * segs_per_row, sw * 3)]
+        tile_base_parts = [np.zeros(1, np.int64)]
+        tile_stride = [0]
+        next_slot, next_segment = 1, H * segs_per_row
+        for g in groups:
+            T, h, w, _ = g.tiles.shape
+            tile_segs = h * (w // sw)
+            for y, x in g.origins:
+                region = (slice(y, y + h), slice(x // sw, (x + w) // sw))
+                if np.any(slot_map[region] != 0):
+                    raise ValueError(f"slot of {g.name!r} at ({y}, {x}) overlaps another slot")
+                slot_map[region] = next_slot
+                local[region] = (rows[: h] * (w // sw) + np.arange(w // sw)[None, :])
+                next_slot += 1
+            atlas_parts.append(g.tiles.reshape(T * tile_segs, sw * 3))
+            tile_base_parts.append(np.full(1, next_segment, np.int64))
+            tile_stride.append(tile_segs)
+            next_segment += T * tile_segs
+        if next_segment >= 2**31:
+            raise ValueError(f"atlas of {next_segment} segments is too large for int32 indexing")
+        self.atlas = jnp.asarray(np.concatenate(atlas_parts))
+        self.slot_map = jnp.asarray(slot_map)
+        self.local = jnp.asarray(local.astype(np.int32))
+        self._group_base = [int(b[0]) for b in tile_base_parts[1:]]
+        self._group_stride = tile_stride[1:]
+        self.atlas_bytes = int(self.atlas.size)
+
+    def __call__(self, tile_ids: Mapping[str, jax.Array]) -> jax.Array:
+        missing = set(self.group_names) - set(tile_ids)
+        if missing:
+            raise ValueError(f"tile ids missing for slot groups {sorted(missing)}")
+        bases = [jnp.zeros((1,), jnp.int32)]
+        for name, base, stride in zip(self.group_names, self._group_base, self._group_stride):
+            ids = jnp.asarray(tile_ids[name]).astype(jnp.int32).reshape(self.group_sizes[name])
+            ids = jnp.clip(ids, 0, self.num_tiles[name] - 1)
+            bases.append(base + ids * stride)
+        segment_base = jnp.concatenate(bases)
+        index = segment_base[self.slot_map] + self.local
+        segments = self.atlas.at[index].get(mode="promise_in_bounds")
+        return segments.reshape(self.image_shape)
+
+
+def grid_origins(top: int, left: int, rows: int, cols: int, pitch_y: int, pitch_x: int) -> list[tuple[int, int]]:
+    """Top-left corners of a ``rows x cols`` grid of slots, row-major."""
+    return [(top + r * pitch_y, left + c * pitch_x) for r in range(rows) for c in range(cols)]
+
+
+def align_down(value: int, multiple: int) -> int:
+    return (value // multiple) * multiple
+
+
+def lcm(*values: int) -> int:
+    return math.lcm(*values)
