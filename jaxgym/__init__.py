@@ -12,7 +12,7 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
-from jaxgym.registry import make, register, registered_games
+from jaxgym.registry import make, make_vec, register, registered_games
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
@@ -27,6 +27,7 @@ __all__ = [
     "TimeLimit",
     "Wrapper",
     "make",
+    "make_vec",
     "register",
     "registered_games",
 ]

@@ -78,33 +78,31 @@ def check_action(action: Any) -> Array:
     """Return ``action`` as an int32 scalar array, or raise if it is not an integer scalar.
 
     Called at trace time, so a float action fails with a clear message instead of being
-    silently truncated deep inside a gather.
+    silently truncated deep inside a gather. Integers outside the int32 range are clamped,
+    so they stay invalid instead of wrapping into a legal index.
     """
-    dtype = getattr(action, "dtype", None)
-    if dtype is None:
-        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
-            raise TypeError(
-                f"action must be an integer (a flat action index), got {action!r} of type "
-                f"{type(action).__name__}"
-            )
-        info = np.iinfo(np.int32)
-        action = jnp.int32(min(max(int(action), info.min), info.max))
-    elif not jnp.issubdtype(dtype, jnp.integer):
+    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer, np.ndarray, jax.Array)):
         raise TypeError(
-            f"action must have an integer dtype, got dtype {dtype}; cast it with "
+            f"action must be an integer (a flat action index), got {action!r} of type {type(action).__name__}"
+        )
+    if isinstance(action, int):
+        return jnp.int32(min(max(action, lo), hi))
+    if not jnp.issubdtype(action.dtype, jnp.integer):
+        raise TypeError(
+            f"action must have an integer dtype, got dtype {action.dtype}; cast it with "
             f".astype(jnp.int32) if it holds whole numbers"
         )
-    action = jnp.asarray(action)
-    if action.shape != ():
+    if np.shape(action) != ():
         raise ValueError(
-            f"env.step takes one scalar action per state, got shape {action.shape}; "
+            f"env.step takes one scalar action per state, got shape {np.shape(action)}; "
             f"use jax.vmap(env.step) for a batch of states"
         )
-    # An int64 or uint32 action outside the int32 range must stay invalid, not wrap into a
-    # legal index: clamp first, then narrow.
-    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
-    if jnp.iinfo(action.dtype).bits > 32 or not jnp.issubdtype(action.dtype, jnp.signedinteger):
-        action = jnp.clip(action, max(lo, jnp.iinfo(action.dtype).min), hi)
+    if isinstance(action, (np.integer, np.ndarray)):  # host value: clamp before JAX narrows it
+        return jnp.int32(np.clip(action, lo, hi))
+    info = jnp.iinfo(action.dtype)
+    if info.bits > 32 or (info.bits == 32 and info.min == 0):
+        action = jnp.clip(action, max(lo, info.min), min(hi, info.max))
     return action.astype(jnp.int32)
 
 

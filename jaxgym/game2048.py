@@ -11,7 +11,6 @@ thousands of boards runs one straight-line program.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import jax
@@ -100,27 +99,31 @@ def move_left(rows: Array) -> tuple[Array, Array]:
     return slide_left(merged), score
 
 
-@functools.lru_cache(maxsize=None)
-def orientation_maps(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat index maps that turn each action into a move to the left, and back.
+def _oriented_views(board: Array) -> list[Array]:
+    """The board seen so that each action (up, right, down, left) moves tiles to column 0."""
+    return [board.T, board[:, ::-1], board[::-1, :].T, board]
 
-    ``board.ravel()[to_left[a]].reshape(size, size)`` is the board seen so that action ``a``
-    moves tiles towards column 0; ``moved.ravel()[from_left[a]]`` undoes it.
-    """
-    idx = np.arange(size * size).reshape(size, size)
-    views = {UP: idx.T, RIGHT: idx[:, ::-1], DOWN: idx[::-1, :].T, LEFT: idx}
-    to_left = np.stack([views[a].ravel() for a in range(4)])
-    from_left = np.argsort(to_left, axis=1)
-    return to_left.astype(np.int32), from_left.astype(np.int32)
+
+def _unorient(moved: Array, action: int) -> Array:
+    """Inverse of ``_oriented_views(board)[action]``."""
+    return [moved.T, moved[:, ::-1], moved.T[::-1, :], moved][action]
 
 
 def move(board: Array, action: Array) -> tuple[Array, Array]:
-    """Apply a move (0 up, 1 right, 2 down, 3 left) without spawning: ``(board, score)``."""
-    size = board.shape[-1]
-    to_left, from_left = (jnp.asarray(m) for m in orientation_maps(size))
-    oriented = board.ravel()[to_left[action]].reshape(size, size)
+    """Apply a move (0 up, 1 right, 2 down, 3 left) without spawning: ``(board, score)``.
+
+    Static views and selects rather than a per-board gather: under ``vmap`` the action
+    differs per board, and selecting among four transposed copies is cheaper than gathering.
+    """
+    views = _oriented_views(board)
+    oriented = views[3]
+    for a in range(3):
+        oriented = jnp.where(action == a, views[a], oriented)
     moved, score = move_left(oriented)
-    return moved.ravel()[from_left[action]].reshape(size, size), jnp.sum(score)
+    out = _unorient(moved, 3)
+    for a in range(3):
+        out = jnp.where(action == a, _unorient(moved, a), out)
+    return out, jnp.sum(score)
 
 
 def legal_moves(board: Array) -> Array:
@@ -142,16 +145,31 @@ def legal_moves(board: Array) -> Array:
     return jnp.stack([up | col_pair, right | row_pair, down | col_pair, left | row_pair])
 
 
+def is_terminal(board: Array) -> Array:
+    """No empty cell and no two equal orthogonal neighbours (games.md's definition).
+
+    Equal to "no legal move" on every board a game can reach; they differ only on the
+    all-empty board, which is not terminal but has no legal move either.
+    """
+    full = jnp.all(board != 0)
+    pairs = jnp.any(board[:, :-1] == board[:, 1:]) | jnp.any(board[:-1, :] == board[1:, :])
+    return full & ~pairs
+
+
 def spawn_tile(board: Array, key: PRNGKey) -> Array:
     """Put a 2 (probability 0.9) or a 4 on a uniformly random empty cell.
 
-    The board must have an empty cell. The cell is the argmax of iid uniforms over the empty
-    cells (uniform), the value a separate uniform draw: one random call for both."""
+    The board must have an empty cell. Two uniforms decide: the first picks the k-th empty
+    cell in row-major order (k uniform over the empty cells), the second the value. Drawing
+    two numbers rather than one per cell keeps the RNG, the costliest part of a step, small.
+    """
     size = board.shape[-1]
-    draws = jax.random.uniform(key, (size * size + 1,))
     flat = board.ravel()
-    cell = jnp.argmax(jnp.where(flat == 0, draws[:-1], -1.0))
-    value = jnp.where(draws[-1] < SPAWN_TWO_PROBABILITY, 1, 2).astype(board.dtype)
+    empty = flat == 0
+    u = jax.random.uniform(key, (2,))
+    k = jnp.floor(u[0] * jnp.sum(empty)).astype(jnp.int32)
+    cell = jnp.argmax(jnp.cumsum(empty) > k)
+    value = jnp.where(u[1] < SPAWN_TWO_PROBABILITY, 1, 2).astype(board.dtype)
     return jnp.where(jnp.arange(size * size) == cell, value, flat).reshape(size, size)
 
 
@@ -190,8 +208,7 @@ class Game2048(Env):
         self.max_exponent = self.size * self.size + 1
 
     def _fields(self, board: Array) -> dict[str, Array]:
-        legal = legal_moves(board)
-        return dict(board=board, **initial_fields(legal, terminated=~jnp.any(legal)))
+        return dict(board=board, **initial_fields(legal_moves(board), terminated=is_terminal(board)))
 
     def reset(self, key: PRNGKey) -> Game2048State:
         first, second = jax.random.split(key)
@@ -210,7 +227,7 @@ class Game2048(Env):
         return state.replace(
             board=board,
             reward=gained.astype(jnp.float32),
-            terminated=~jnp.any(legal_mask),
+            terminated=is_terminal(board),
             legal_action_mask=legal_mask,
             step_count=state.step_count + 1,
             score=state.score + gained,
@@ -246,9 +263,7 @@ class Game2048(Env):
         board = np.asarray(state.board)
         if board.ndim != 2:
             raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
-        return "\n".join(
-            "|".join(" - " if e == 0 else f" {2 ** int(e)} " for e in row) for row in board
-        )
+        return "\n".join("|".join(" - " if e == 0 else f" {2 ** int(e)} " for e in row) for row in board)
 
     def prompt(self) -> str:
         n = self.size

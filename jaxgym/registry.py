@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jaxgym.core import Env
 
@@ -58,3 +59,11 @@ def make(game_id: str, **params: Any) -> Env:
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for game {name!r}; allowed: {allowed}")
     return factory(**params)
+
+
+def make_vec(game_id: str, num_envs: int, **kwargs: Any) -> Any:
+    """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of a game (needs gymnasium);
+    see ``jaxgym.vector_env.GymnasiumVectorEnv`` for the keyword arguments."""
+    from jaxgym.vector_env import GymnasiumVectorEnv
+
+    return GymnasiumVectorEnv(game_id, num_envs, **kwargs)

@@ -108,9 +108,7 @@ class AutoReset(Wrapper):
     def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
         step_key, reset_key = jax.random.split(key)
         # A state that ended last step is already a fresh board carrying the old flags.
-        state = state.replace(
-            terminated=jnp.zeros_like(state.terminated), truncated=jnp.zeros_like(state.truncated)
-        )
+        state = state.replace(terminated=jnp.zeros_like(state.terminated), truncated=jnp.zeros_like(state.truncated))
         stepped = self.env.step(state, action, step_key)
         fresh = self.env.reset(reset_key).replace(
             reward=stepped.reward,

@@ -27,8 +27,8 @@ arithmetic follows it, and under ``vmap`` the static maps are shared by the batc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,7 @@ class Canvas:
         self.background = background
         self.groups: list[_SlotGroup] = []
 
-    def add_slots(self, name: str, origins: Sequence[tuple[int, int]], tiles: np.ndarray) -> "Canvas":
+    def add_slots(self, name: str, origins: Sequence[tuple[int, int]], tiles: np.ndarray) -> Canvas:
         """Add slots at ``origins`` (top-left ``(y, x)``), each showing one of ``tiles``."""
         tiles = np.asarray(tiles)
         origins_arr = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
@@ -70,7 +70,7 @@ class Canvas:
         self.groups.append(_SlotGroup(name, origins_arr, tiles))
         return self
 
-    def build(self) -> "Compositor":
+    def build(self) -> Compositor:
         return Compositor(self.background, self.groups)
 
 
@@ -105,7 +105,7 @@ class Compositor:
                 if np.any(slot_map[region] != 0):
                     raise ValueError(f"slot of {g.name!r} at ({y}, {x}) overlaps another slot")
                 slot_map[region] = next_slot
-                local[region] = (rows[: h] * (w // sw) + np.arange(w // sw)[None, :])
+                local[region] = rows[:h] * (w // sw) + np.arange(w // sw)[None, :]
                 next_slot += 1
             atlas_parts.append(g.tiles.reshape(T * tile_segs, sw * 3))
             tile_base_parts.append(np.full(1, next_segment, np.int64))
@@ -113,9 +113,11 @@ class Compositor:
             next_segment += T * tile_segs
         if next_segment >= 2**31:
             raise ValueError(f"atlas of {next_segment} segments is too large for int32 indexing")
-        self.atlas = jnp.asarray(np.concatenate(atlas_parts))
-        self.slot_map = jnp.asarray(slot_map)
-        self.local = jnp.asarray(local.astype(np.int32))
+        # NumPy, not jnp: the renderer may first be built inside a trace, and device arrays
+        # made there would leak as tracers. They become constants of each compiled frame.
+        self.atlas = np.concatenate(atlas_parts)
+        self.slot_map = slot_map
+        self.local = local.astype(np.int32)
         self._group_base = [int(b[0]) for b in tile_base_parts[1:]]
         self._group_stride = tile_stride[1:]
         self.atlas_bytes = int(self.atlas.size)
@@ -130,8 +132,8 @@ class Compositor:
             ids = jnp.clip(ids, 0, self.num_tiles[name] - 1)
             bases.append(base + ids * stride)
         segment_base = jnp.concatenate(bases)
-        index = segment_base[self.slot_map] + self.local
-        segments = self.atlas.at[index].get(mode="promise_in_bounds")
+        index = segment_base[jnp.asarray(self.slot_map)] + jnp.asarray(self.local)
+        segments = jnp.asarray(self.atlas).at[index].get(mode="promise_in_bounds")
         return segments.reshape(self.image_shape)
 
 

@@ -10,7 +10,7 @@ Shisen-Sho and Swap renderers both draw from it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -72,6 +72,7 @@ class Game2048Renderer:
         gap = max(2, pitch // 10) // 2 * 2
         left = _aligned((W - size * pitch) // 2, unit) if (W - size * pitch) // 2 >= unit else (W - size * pitch) // 2
         top = status + (H - status - size * pitch) // 2
+        self.gap, self.pitch, self.board_origin = gap, pitch, (top, left)
 
         background = np.empty((H, W, 3), np.uint8)
         background[:] = BACKGROUND
@@ -102,4 +103,3 @@ class Game2048Renderer:
         return self.compositor(
             {"cell": state.board.reshape(-1), "score": text.number_glyph_ids(state.score, self.score_slots)}
         )
-

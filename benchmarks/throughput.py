@@ -1,0 +1,427 @@
+"""Environment throughput: jaxgym games side by side with their peers, in one run.
+
+For each game and batch size this measures, with ``block_until_ready`` and ``lax.scan`` over
+steps of random legal actions (auto-reset on episode end):
+
+- compile time of the scanned program,
+- logic-only steps/s,
+- step+render frames/s (each step's frames are written to memory, not optimised away).
+
+Peers in the same run: pgx ``2048`` and Jumanji ``Game2048-v1`` (logic), gymnasium-2048
+(logic, and with its ``rgb_array`` frames through a gymnasium vector env), and the physical
+limit: this machine's memory-fill rate for frames of the same size (NumPy ``fill`` of a
+preallocated batch of frames).
+
+    python benchmarks/throughput.py --quick                  # under a minute
+    python benchmarks/throughput.py --games 2048 shisensho --batch-sizes 1 256 4096
+
+Prints a table, writes JSON rows (library, game, batch, steps_per_s, frames_per_s,
+image_hw, compile_s) and a PNG plot into one run directory printed at the start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxgym  # noqa: E402
+
+# Game configurations benchmarked per registered game name (others get their defaults).
+GAME_CONFIGS: dict[str, list[dict[str, Any]]] = {
+    "2048": [dict(size=4)],
+    "shisensho": [dict(size=6), dict(size=12)],
+    "shisensho-images": [dict(size=6)],
+    "swap": [dict(size=8)],
+}
+# The paper's released code, per env-step with rendering (shared/spec): for the ratio column.
+PAPER_MS_PER_RENDERED_STEP = {"shisensho size=12": 16.7, "swap size=8": 8.8}
+DEFAULT_BATCHES = (1, 16, 256, 1024, 4096, 16384, 65536)
+QUICK_BATCHES = (1, 256, 4096)
+
+
+@dataclass
+class Row:
+    library: str
+    game: str
+    batch: int
+    steps_per_s: float | None = None
+    frames_per_s: float | None = None
+    image_hw: list[int] | None = None
+    compile_s: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def random_legal_action(key: jax.Array, legal: jax.Array) -> jax.Array:
+    """A uniformly random legal action (action 0 if none is legal), without drawing one random
+    number per action: one uniform picks the k-th legal action via a cumulative sum."""
+    count = jnp.sum(legal)
+    k = jnp.floor(jax.random.uniform(key) * count).astype(jnp.int32)
+    return jnp.argmax(jnp.cumsum(legal) > k).astype(jnp.int32)
+
+
+def measure(fn: Callable, args: tuple, repeats: int) -> tuple[float, float]:
+    """(compile seconds, best seconds per call) of ``jax.jit(fn)(*args)``. Compile time is
+    the first call's time less the best later call's."""
+    jitted = jax.jit(fn)
+    t0 = time.perf_counter()
+    jax.block_until_ready(jitted(*args))
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(jitted(*args))
+        best = min(best, time.perf_counter() - t0)
+    return max(0.0, first - best), best
+
+
+def scan_steps(reset, step, legal_of, batch: int, steps: int, render=None) -> Callable:
+    """A function ``key -> result`` that resets ``batch`` boards and scans ``steps`` vmapped
+    steps of random legal actions; with ``render``, every step's frames are written."""
+    vreset, vstep = jax.vmap(reset), jax.vmap(step)
+    vrender = jax.vmap(render) if render is not None else None
+
+    def run(key):
+        state = vreset(jax.random.split(key, batch))
+
+        def body(carry, k):
+            state, frames = carry
+            k_act, k_step = jax.random.split(k)
+            actions = jax.vmap(random_legal_action)(jax.random.split(k_act, batch), legal_of(state))
+            state = vstep(state, actions, jax.random.split(k_step, batch))
+            if vrender is not None:
+                frames = vrender(state)
+            return (state, frames), None
+
+        frames0 = None
+        if vrender is not None:
+            frames0 = jnp.zeros(
+                (batch, *jax.eval_shape(render, jax.tree_util.tree_map(lambda x: x[0], state)).shape), jnp.uint8
+            )
+        (state, frames), _ = jax.lax.scan(body, (state, frames0), jax.random.split(key, steps))
+        return state, frames
+
+    return run
+
+
+def steps_for(batch: int, budget: int, lo: int, hi: int) -> int:
+    return int(np.clip(budget // batch, lo, hi))
+
+
+def bench_jaxgym(game: str, params: dict, batch: int, args, render: bool) -> Row:
+    env = jaxgym.AutoReset(jaxgym.make(game, **params))
+    label = game + "".join(f" {k}={v}" for k, v in params.items())
+    if render:
+        steps = steps_for(batch, args.render_budget, 2, 64)
+        fn = scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps, render=env.render)
+    else:
+        steps = steps_for(batch, args.logic_budget, 8, 512)
+        fn = scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps)
+    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+    rate = batch * steps / sec
+    row = Row("jaxgym", label, batch, compile_s=compile_s, extra=dict(steps=steps, seconds=sec))
+    if render:
+        row.frames_per_s, row.image_hw = rate, list(env.image_size)
+    else:
+        row.steps_per_s = rate
+    return row
+
+
+def bench_pgx(batch: int, args) -> Row:
+    import pgx
+    from pgx.experimental import auto_reset
+
+    env = pgx.make("2048")
+    step = auto_reset(env.step, env.init)
+    steps = steps_for(batch, args.logic_budget, 8, 512)
+    fn = scan_steps(env.init, step, lambda s: s.legal_action_mask, batch, steps)
+    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+    return Row(f"pgx {pgx.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s)
+
+
+def bench_jumanji(batch: int, args) -> Row:
+    import jumanji
+    from jumanji.wrappers import AutoResetWrapper
+
+    env = AutoResetWrapper(jumanji.make("Game2048-v1"))
+
+    def reset(key):
+        return env.reset(key)
+
+    def step(carry, action, key):
+        state, _ = carry
+        return env.step(state, action)
+
+    steps = steps_for(batch, args.logic_budget, 8, 512)
+    fn = scan_steps(reset, step, lambda c: c[1].observation.action_mask, batch, steps)
+    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+    return Row(
+        f"jumanji {jumanji.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s
+    )
+
+
+def bench_gymnasium_2048(batch: int, args, render: bool) -> Row:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import gymnasium
+    from gymnasium_2048.envs import TwentyFortyEightEnv
+
+    mode = "rgb_array" if render else None
+    venv = gymnasium.vector.SyncVectorEnv([lambda: TwentyFortyEightEnv(render_mode=mode) for _ in range(batch)])
+    rng = np.random.default_rng(0)
+    venv.reset(seed=0)
+    steps = steps_for(batch, args.python_budget // (8 if render else 1), 2, 200)
+    shape = None
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        # gymnasium-2048 exposes no legal mask: uniform random moves (illegal ones are no-ops).
+        venv.step(rng.integers(0, 4, size=batch))
+        if render:
+            frames = venv.render()
+            shape = list(np.asarray(frames[0]).shape[:2])
+    sec = time.perf_counter() - t0
+    venv.close()
+    rate = batch * steps / sec
+    row = Row(
+        f"gymnasium-2048 (SyncVectorEnv{', rgb_array' if render else ''})", "2048 size=4", batch, note="random moves"
+    )
+    if render:
+        row.frames_per_s, row.image_hw = rate, shape
+    else:
+        row.steps_per_s = rate
+    return row
+
+
+def bench_memory_fill(batch: int, image_hw: tuple[int, int], args) -> Row:
+    frames = np.empty((batch, *image_hw, 3), np.uint8)
+    frames.fill(1)  # fault the pages in before timing
+    reps = max(3, int(args.render_budget // batch))
+    best = float("inf")
+    for i in range(reps):
+        t0 = time.perf_counter()
+        frames.fill(i & 255)
+        best = min(best, time.perf_counter() - t0)
+    return Row(
+        "memory-fill (numpy)",
+        f"frames {image_hw[0]}x{image_hw[1]}",
+        batch,
+        frames_per_s=batch / best,
+        image_hw=list(image_hw),
+    )
+
+
+def available_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.2f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    head = ["library", "game", "batch", "steps/s", "frames/s", "image", "compile s", "note"]
+    body = [
+        [
+            r.library,
+            r.game,
+            str(r.batch),
+            fmt(r.steps_per_s),
+            fmt(r.frames_per_s),
+            "x".join(map(str, r.image_hw)) if r.image_hw else "-",
+            fmt(r.compile_s),
+            r.note,
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths))
+    print(line)
+    print("-" * len(line))
+    for b in body:
+        print("  ".join(x.ljust(w) for x, w in zip(b, widths)))
+
+
+def summarise(rows: list[Row]) -> list[str]:
+    """The README's goal ratios, computed from this run's rows."""
+    out = []
+    by = {(r.library.split()[0], r.game, r.batch, r.frames_per_s is not None): r for r in rows}
+    for batch in sorted({r.batch for r in rows}):
+        ours = by.get(("jaxgym", "2048 size=4", batch, False))
+        pgx_row = by.get(("pgx", "2048 size=4", batch, False))
+        if ours and pgx_row:
+            out.append(f"2048 logic, batch {batch}: {ours.steps_per_s / pgx_row.steps_per_s:.2f}x pgx")
+    for r in rows:
+        if r.library == "jaxgym" and r.frames_per_s is not None:
+            fill = by.get(("memory-fill", f"frames {r.image_hw[0]}x{r.image_hw[1]}", r.batch, True))
+            if fill:
+                out.append(
+                    f"{r.game} step+render, batch {r.batch}: {100 * r.frames_per_s / fill.frames_per_s:.0f}% "
+                    f"of the memory-fill rate"
+                )
+            paper_ms = PAPER_MS_PER_RENDERED_STEP.get(r.game)
+            if paper_ms:
+                out.append(
+                    f"{r.game} step+render, batch {r.batch}: {1000 / r.frames_per_s:.4f} ms per env-step, "
+                    f"{paper_ms * r.frames_per_s / 1000:,.0f}x fewer seconds than the paper's {paper_ms} ms"
+                )
+    return out
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, key, title in ((axes[0], "steps_per_s", "logic only"), (axes[1], "frames_per_s", "step + render")):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in rows:
+            v = getattr(r, key)
+            if v is not None:
+                series.setdefault(f"{r.library.split(' (')[0]}: {r.game}", []).append((r.batch, v))
+        for name, pts in sorted(series.items()):
+            pts.sort()
+            style = "--" if name.startswith("memory-fill") else "-o"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name, markersize=4)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size (boards)")
+        ax.set_ylabel("steps/s" if key == "steps_per_s" else "frames/s")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"jaxgym throughput on {platform.node() or 'this machine'} ({jax.default_backend()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine_info() -> dict[str, Any]:
+    return dict(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        jax=jax.__version__,
+        backend=jax.default_backend(),
+        devices=[str(d) for d in jax.devices()],
+        python=platform.python_version(),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--games", nargs="+", default=None, help="registered game names (default: all; --quick: 2048)")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help=f"default {DEFAULT_BATCHES}")
+    p.add_argument("--quick", action="store_true", help="a run of under a minute: 2048 and small budgets")
+    p.add_argument("--no-peers", action="store_true", help="skip pgx, Jumanji and gymnasium-2048")
+    p.add_argument("--json", type=Path, default=None, help="where to write the JSON rows (default: in the run dir)")
+    p.add_argument("--run-dir", type=Path, default=None, help="default runs/throughput-<timestamp>")
+    p.add_argument("--repeats", type=int, default=None)
+    args = p.parse_args(argv)
+    known = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
+    args.games = args.games or (["2048"] if args.quick else known)
+    for g in args.games:
+        if g not in known:
+            p.error(f"unknown game {g!r}; registered: {', '.join(known)}")
+    args.batch_sizes = args.batch_sizes or list(QUICK_BATCHES if args.quick else DEFAULT_BATCHES)
+    if any(b < 1 for b in args.batch_sizes):
+        p.error(f"batch sizes must be >= 1, got {args.batch_sizes}")
+    args.repeats = args.repeats or (2 if args.quick else 3)
+    # Work per measurement: env-steps for logic, frames for rendering, env-steps in Python.
+    args.logic_budget = 100_000 if args.quick else 1_000_000
+    args.render_budget = 2_000 if args.quick else 8_000
+    args.python_budget = 2_000 if args.quick else 10_000
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = args.run_dir or Path("runs") / f"throughput-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or run_dir / "throughput.json"
+    print(f"run directory: {run_dir}")
+    info = machine_info()
+    print(f"machine: {info['processor']}, {info['cpu_count']} cores, JAX {info['jax']} on {info['backend']}")
+
+    mem = available_memory_bytes()
+    tasks: list[tuple[str, Callable[[], Row | None]]] = []
+    for game in args.games:
+        for params in GAME_CONFIGS.get(game, [{}]):
+            image_hw = jaxgym.make(game, **params).image_size
+            frame_bytes = image_hw[0] * image_hw[1] * 3
+            for b in args.batch_sizes:
+                tasks.append(
+                    (f"{game} {params} b={b} logic", lambda g=game, p=params, b=b: bench_jaxgym(g, p, b, args, False))
+                )
+                if 2 * b * frame_bytes < 0.4 * mem:
+                    tasks.append(
+                        (
+                            f"{game} {params} b={b} render",
+                            lambda g=game, p=params, b=b: bench_jaxgym(g, p, b, args, True),
+                        )
+                    )
+                    tasks.append(
+                        (f"memory fill {image_hw} b={b}", lambda b=b, hw=image_hw: bench_memory_fill(b, hw, args))
+                    )
+    if not args.no_peers and "2048" in args.games:
+        for b in args.batch_sizes:
+            tasks.append((f"pgx b={b}", lambda b=b: bench_pgx(b, args)))
+            tasks.append((f"jumanji b={b}", lambda b=b: bench_jumanji(b, args)))
+            if b <= (16 if args.quick else 256):
+                tasks.append((f"gymnasium-2048 b={b}", lambda b=b: bench_gymnasium_2048(b, args, False)))
+                tasks.append((f"gymnasium-2048 render b={b}", lambda b=b: bench_gymnasium_2048(b, args, True)))
+
+    rows: list[Row] = []
+    seen_fill = set()
+    t_start = time.perf_counter()
+    for name, task in tqdm(tasks, desc="benchmarks", unit="run"):
+        if name.startswith("memory fill"):
+            if name in seen_fill:
+                continue
+            seen_fill.add(name)
+        rows.append(task())
+
+    print()
+    print_table(rows)
+    summary = summarise(rows)
+    if summary:
+        print("\n" + "\n".join(summary))
+    payload = dict(
+        machine=machine_info(), command=" ".join(sys.argv), date=stamp, rows=[asdict(r) for r in rows], summary=summary
+    )
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(payload, indent=2))
+    plot_path = run_dir / "throughput.png"
+    plot(rows, plot_path)
+    print(f"\nwrote {json_path} and {plot_path} in {time.perf_counter() - t_start:.0f} s")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The env API contract, checked for every registered game: compile once, jit+vmap shapes
+and dtypes, determinism per key, wrappers, answer round trips and hostile answer text."""
+
+from __future__ import annotations
+
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgym
+from jaxgym.core import INVALID_ACTION, UNPARSEABLE
+
+GAMES = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
+IMAGE = 112  # small frames keep the batch-1024 render checks quick
+
+
+@pytest.fixture(scope="module", params=GAMES)
+def env(request):
+    return jaxgym.make(request.param, image_size=IMAGE)
+
+
+def random_legal(key, mask):
+    return jax.random.categorical(key, jnp.where(mask, 0.0, -1e9)).astype(jnp.int32)
+
+
+def test_reset_and_step_compile_once(env):
+    reset = jax.jit(chex.assert_max_traces(env.reset, n=1))
+    step = jax.jit(chex.assert_max_traces(env.step, n=1))
+    state = reset(jax.random.key(0))
+    for i in range(4):
+        state = reset(jax.random.key(i)) if state.terminated else state
+        action = random_legal(jax.random.key(100 + i), state.legal_action_mask)
+        state = step(state, action, jax.random.key(200 + i))
+    state = step(state, jnp.int32(INVALID_ACTION), jax.random.key(9))  # invalid actions share the program
+    assert not bool(state.last_action_legal)
+
+
+@pytest.mark.parametrize("batch", [1, 1024])
+def test_jit_vmap_shapes_and_dtypes(env, batch):
+    keys = jax.random.split(jax.random.key(1), batch)
+    states = jax.jit(jax.vmap(env.reset))(keys)
+    actions = jax.vmap(random_legal)(keys, states.legal_action_mask)
+    states = jax.jit(jax.vmap(env.step))(states, actions, keys)
+    chex.assert_shape(states.reward, (batch,))
+    chex.assert_type(states.reward, jnp.float32)
+    for flag in (states.terminated, states.truncated, states.last_action_legal):
+        chex.assert_shape(flag, (batch,))
+        chex.assert_type(flag, jnp.bool_)
+    chex.assert_shape(states.legal_action_mask, (batch, env.num_actions))
+    chex.assert_type(states.legal_action_mask, jnp.bool_)
+    chex.assert_type(states.step_count, jnp.int32)
+    chex.assert_type(states.score, jnp.int32)
+    assert bool(jnp.all(states.step_count == 1))
+    assert bool(jnp.all(states.last_action_legal)), "a legal action was not accepted"
+    images = jax.jit(jax.vmap(env.render))(states)
+    chex.assert_shape(images, (batch, IMAGE, IMAGE, 3))
+    chex.assert_type(images, jnp.uint8)
+
+
+def test_same_key_same_result(env):
+    def rollout(key):
+        state = env.reset(key)
+        for k in jax.random.split(key, 5):
+            a_key, s_key = jax.random.split(k)
+            state = env.step(state, random_legal(a_key, state.legal_action_mask), s_key)
+        return state, env.render(state)
+
+    run = jax.jit(rollout)
+    first, second = run(jax.random.key(3)), run(jax.random.key(3))
+    chex.assert_trees_all_equal(first, second)
+    other = run(jax.random.key(4))
+    assert not np.array_equal(first[0].board, other[0].board)
+
+
+def test_fresh_boards_are_never_terminal(env):
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(5), 512))
+    assert not bool(jnp.any(states.terminated))
+    assert bool(jnp.all(jnp.any(states.legal_action_mask, axis=-1)))
+
+
+def test_vmapped_render_equals_single_render(env):
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(6), 3))
+    batch = jax.jit(jax.vmap(env.render))(states)
+    for i in range(3):
+        single = env.render(jax.tree_util.tree_map(lambda x, i=i: x[i], states))
+        assert np.array_equal(batch[i], single)
+
+
+def test_time_limit_truncates_and_auto_reset_restarts(env):
+    wrapped = jaxgym.AutoReset(jaxgym.TimeLimit(env, max_steps=3))
+    step = jax.jit(wrapped.step)
+    state = wrapped.reset(jax.random.key(7))
+    seen_truncation = False
+    for t in range(7):
+        action = random_legal(jax.random.key(t), state.legal_action_mask)
+        state = step(state, action, jax.random.key(50 + t))
+        if bool(state.truncated):
+            seen_truncation = True
+            assert int(state.step_count) == 0, "auto-reset should hand back a fresh board"
+    assert seen_truncation
+    assert wrapped.id == env.id and wrapped.num_actions == env.num_actions
+
+
+def test_format_answer_round_trips(env):
+    rng = np.random.default_rng(0)
+    for action in rng.choice(env.num_actions, size=min(64, env.num_actions), replace=False):
+        assert env.parse_answer(env.format_answer(int(action))) == int(action)
+
+
+HOSTILE = [
+    "",
+    None,
+    12,
+    b"<answer>1</answer>",
+    "<answer>",
+    "</answer><answer>",
+    "<answer>\x00\x01</answer>",
+    "<answer>🙂</answer>",
+    "<answer>" + "9" * 100_000 + "</answer>",
+    "<answer>" * 100_000,
+    "<answer>(" + "1," * 200_000 + ")</answer>",
+    "x" * 1_000_000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_answers_parse_quickly_to_a_defined_outcome(env, text):
+    t0 = time.perf_counter()
+    result = env.parse_answer(text)
+    assert time.perf_counter() - t0 < 1.0
+    assert result == UNPARSEABLE or isinstance(result, int)
+    if isinstance(result, int) and not 0 <= result < env.num_actions:
+        state = env.reset(jax.random.key(0))
+        out = env.step(state, result, jax.random.key(1))
+        assert not bool(out.last_action_legal)
+        chex.assert_trees_all_equal(out.board, state.board)
+
+
+def test_prompt_and_describe_are_text(env):
+    prompt = env.prompt()
+    assert isinstance(prompt, str) and "<answer>" in prompt and "<perception>" in prompt
+    state = env.reset(jax.random.key(0))
+    text = env.describe(state)
+    assert isinstance(text, str) and text.count("\n") == np.asarray(state.board).shape[0] - 1
+
+
+def test_make_vec_gymnasium_adapter(env):
+    venv = jaxgym.make_vec(env.name, 4, max_steps=2, image_size=IMAGE)
+    obs, info = venv.reset(seed=0)
+    assert obs.shape == (4, IMAGE, IMAGE, 3) and obs.dtype == np.uint8
+    assert venv.observation_space.contains(obs)
+    assert info["legal_action_mask"].shape == (4, env.num_actions)
+    obs2, _ = venv.reset(seed=0)
+    assert np.array_equal(obs, obs2), "same seed, same boards"
+    actions = np.array([np.flatnonzero(m)[0] for m in info["legal_action_mask"]])
+    obs, reward, terminated, truncated, info = venv.step(actions)
+    assert reward.dtype == np.float32 and terminated.dtype == np.bool_
+    actions = np.array([np.flatnonzero(m)[0] if m.any() else 0 for m in info["legal_action_mask"]])
+    obs, reward, terminated, truncated, info = venv.step(actions)
+    assert np.all(terminated | truncated), "max_steps=2 ends every episode at the second step"
+    assert info["_final_obs"].all() and info["final_obs"].shape == obs.shape
+    with pytest.raises(ValueError, match="actions must be"):
+        venv.step(np.zeros(3, np.int64))
