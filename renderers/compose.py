@@ -133,6 +133,9 @@ class Compositor:
             bases.append(base + ids * stride)
         segment_base = jnp.concatenate(bases)
         index = segment_base[jnp.asarray(self.slot_map)] + jnp.asarray(self.local)
+        # Materialise the index map once per frame: fused into the gather, XLA:CPU recomputes
+        # it for every byte of every segment (measured 20% slower at small batches).
+        index = jax.lax.optimization_barrier(index)
         segments = jnp.asarray(self.atlas).at[index].get(mode="promise_in_bounds")
         return segments.reshape(self.image_shape)
 
