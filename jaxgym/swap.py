@@ -39,11 +39,9 @@ from jaxgym.core import (
     resolve_image_size,
 )
 from jaxgym.grid import slide_left
+from jaxgym.palette import COLOR_NAMES
 
-COLOR_NAMES = ("Red", "Green", "Blue", "Yellow", "Purple", "Orange")
-"""Colour names in palette order; a game with ``colors=c`` uses the first ``c``."""
-SHAPE_NAMES = ("circle", "square", "triangle", "diamond", "cross", "star")
-"""Shape names in palette order (``renderers.draw.SHAPES``); ``shapes=s`` uses the first ``s``."""
+MAX_SHAPES = 6  # len(renderers.draw.SHAPES)
 
 REDRAWS = 10
 """The paper's generator redraws a cell at most this many times while it completes a run."""
@@ -55,7 +53,6 @@ about 0.25), so the cap is never reached in practice. If it were, ``fallback_boa
 constructed board with no run and a valid swap, takes the board's place: every step
 terminates with the invariant intact."""
 
-_REFILL_STREAM, _SHUFFLE_STREAM, _FALLBACK_STREAM = 0, 1, 2
 _ANSWER_PAIR = re.compile(r"[(\[]\s*([-+]?[0-9]+)\s*,\s*([-+]?[0-9]+)\s*[)\]]")
 
 
@@ -202,22 +199,25 @@ def swap_creates_run(board: Array) -> Array:
     return jnp.concatenate([horizontal.ravel(), vertical.ravel()])
 
 
-def refill_tiles(key: PRNGKey, wave: Array | int, size: int, kinds: int) -> Array:
-    """int32 ``(size, size)``: the new tiles of wave ``wave`` of a settle with ``key``.
-
-    After a wave's tiles fall, the emptied cell ``(r, c)`` (at the top of column ``c``) takes
-    ``refill_tiles(key, wave)[r, c]``. Public so that a reference implementation can replay
-    a move with the same tiles."""
-    wave_key = jax.random.fold_in(jax.random.fold_in(key, _REFILL_STREAM), wave)
-    # Drawn flat: XLA:CPU compiles a 1-D draw much faster than a 2-D one of the same size.
-    return jax.random.randint(wave_key, (size * size,), 0, kinds, jnp.int32).reshape(size, size)
+def uniform_kinds(bits: Array, kinds: int) -> Array:
+    """Random 32-bit words to kinds ``0..kinds-1`` (modulo bias below ``kinds / 2**32``)."""
+    return (bits % jnp.uint32(kinds)).astype(jnp.int32)
 
 
-def shuffle_order(key: PRNGKey, attempt: Array | int, size: int) -> Array:
-    """int32 ``(size*size,)``: the permutation of reshuffle ``attempt`` of a settle with
-    ``key``; the shuffled board is ``board.ravel()[order].reshape(size, size)``."""
-    attempt_key = jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), attempt)
-    return jax.random.permutation(attempt_key, size * size).astype(jnp.int32)
+def settle_draws(key: PRNGKey, step: Array | int, size: int, kinds: int) -> tuple[Array, Array]:
+    """The randomness of settle step ``step`` (waves and shuffles counted together) of a
+    settle with ``key``: ``(refill, order)``.
+
+    ``refill`` int32 ``(size, size)``: if the step is a wave, the emptied cell ``(r, c)`` (at
+    the top of column ``c``) takes ``refill[r, c]``. ``order`` int32 ``(size*size,)``: if the
+    step is a shuffle, the board becomes ``board.ravel()[order].reshape(size, size)`` (a
+    uniformly random permutation; ties of the 32-bit sort keys, probability below 1e-6 per
+    shuffle, keep their order). Public so that a reference implementation can replay a move
+    with the same tiles. One draw of random bits feeds both (it compiles fast)."""
+    bits = jax.random.bits(jax.random.fold_in(key, step), (2 * size * size,), jnp.uint32)
+    refill = uniform_kinds(bits[: size * size], kinds).reshape(size, size)
+    order = jnp.argsort(bits[size * size :]).astype(jnp.int32)
+    return refill, order
 
 
 def collapse(board: Array, removed: Array, refill: Array) -> Array:
@@ -253,33 +253,31 @@ def is_settled(board: Array) -> Array:
     return ~has_run(board) & jnp.any(swap_creates_run(board))
 
 
-def fallback_board(key: PRNGKey, size: int, kinds: int) -> Array:
-    """A settled board for when ``settle`` reached ``MAX_SETTLE_STEPS``: 2x2 blocks of two
-    random kinds ``a != b`` in a checkerboard.
+def fallback_board(first: Array, second: Array, size: int) -> Array:
+    """A settled board for when ``settle`` reached ``MAX_SETTLE_STEPS``: 2x2 blocks of the
+    kinds ``first != second`` in a checkerboard.
 
     Every row and column reads ``a a b b a a ...``, so there is no run; swapping ``(1, 2)``
     with ``(2, 2)`` turns row 1 into ``a a a ...`` (for any ``size >= 3``), a valid move.
 
-    >>> board = fallback_board(jax.random.key(0), 4, 12)
-    >>> bool(is_settled(board)), len(set(board.ravel().tolist()))
-    (True, 2)
+    >>> board = fallback_board(jnp.int32(3), jnp.int32(7), 4)
+    >>> board.tolist(), bool(is_settled(board))
+    ([[3, 3, 7, 7], [3, 3, 7, 7], [7, 7, 3, 3], [7, 7, 3, 3]], True)
     """
-    first_key, offset_key = jax.random.split(key)
-    a = jax.random.randint(first_key, (), 0, kinds, jnp.int32)
-    b = (a + jax.random.randint(offset_key, (), 1, kinds, jnp.int32)) % kinds
     blocks = (np.arange(size)[:, None] // 2 + np.arange(size)[None, :] // 2) % 2 == 1
-    return jnp.where(jnp.asarray(blocks), b, a)
+    return jnp.where(jnp.asarray(blocks), second, first).astype(jnp.int32)
 
 
 def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array, Array]:
     """Bring a board to rest: ``(board, points, waves, shuffles)``.
 
-    While the board is not settled: if it has a run, clear a wave (wave ``w`` refills from
-    ``refill_tiles(key, w)``); otherwise (no run, no valid swap) permute its tiles by
-    ``shuffle_order(key, s)`` for the ``s``-th shuffle. Like the paper's game, the runs a
-    shuffle creates are cleared in scored waves, and a shuffle that leaves no valid swap is
+    Step ``i = 0, 1, ...`` while the board is not settled, with ``refill, order =
+    settle_draws(key, i)``: if the board has a run, clear a wave refilled from ``refill``;
+    otherwise (no run, no valid swap) shuffle it by ``order``. Like the paper's game, the runs
+    a shuffle creates are cleared in scored waves, and a shuffle that leaves no valid swap is
     shuffled again. ``points`` sums ``k * (k - 1)`` over all waves. After ``MAX_SETTLE_STEPS``
-    waves and shuffles the board is ``fallback_board``, so the result is always settled.
+    steps the board is ``fallback_board`` of its first kind and another, so the result is
+    always settled.
     """
     size = board.shape[-1]
 
@@ -289,9 +287,10 @@ def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array,
 
     def settle_step(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
         board, points, waves, shuffles = carry
+        refill, order = settle_draws(key, waves + shuffles, size, kinds)
         run = has_run(board)
-        cleared, gained = clear_wave(board, refill_tiles(key, waves, size, kinds))
-        shuffled = board.ravel()[shuffle_order(key, shuffles, size)].reshape(size, size)
+        cleared, gained = clear_wave(board, refill)
+        shuffled = board.ravel()[order].reshape(size, size)
         return (
             jnp.where(run, cleared, shuffled),
             points + jnp.where(run, gained, 0),
@@ -301,16 +300,16 @@ def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array,
 
     zero = jnp.int32(0)
     board, points, waves, shuffles = lax.while_loop(unsettled, settle_step, (board, zero, zero, zero))
-    fallback = fallback_board(jax.random.fold_in(key, _FALLBACK_STREAM), size, kinds)
+    first = board[0, 0]
+    fallback = fallback_board(first, (first + 1) % kinds, size)
     return jnp.where(is_settled(board), board, fallback), points, waves, shuffles
 
 
 def fill_candidates(key: PRNGKey, size: int, kinds: int) -> Array:
     """int32 ``(size, size, REDRAWS + 1)``: the draw and the redraws of every cell for
     ``fill_board`` (public so a reference fill can use the same draws)."""
-    return jax.random.randint(key, (size * size * (REDRAWS + 1),), 0, kinds, jnp.int32).reshape(
-        size, size, REDRAWS + 1
-    )
+    bits = jax.random.bits(key, (size * size * (REDRAWS + 1),), jnp.uint32)
+    return uniform_kinds(bits, kinds).reshape(size, size, REDRAWS + 1)
 
 
 def fill_board(candidates: Array) -> Array:
@@ -345,6 +344,12 @@ def fill_board(candidates: Array) -> Array:
     return lax.fori_loop(0, 2 * size - 1, fill_diagonal, jnp.full_like(first_fit, -1))
 
 
+@jax.jit
+def _state_from_board(board: Array) -> SwapState:
+    """A fresh state (score 0, no moves) for a settled board."""
+    return SwapState(board=board, **initial_fields(swap_creates_run(board)))
+
+
 def _saturating_add(total: Array, gain: Array) -> Array:
     limit = jnp.iinfo(jnp.int32).max
     return jnp.where(gain > limit - total, limit, total + gain).astype(jnp.int32)
@@ -355,7 +360,8 @@ class Swap(Env):
 
     Spec sheet:
         - **state** (``SwapState``): ``board`` int32 ``(size, size)`` of kinds (kind ``k`` is
-          colour ``COLOR_NAMES[k // shapes]``, shape ``SHAPE_NAMES[k % shapes]``; the default
+          colour ``jaxgym.palette.COLOR_NAMES[k // shapes]``, shape
+          ``renderers.draw.SHAPES[k % shapes]`` (``env.kind_name(k)``); the default
           kinds are 0 Red circle, 1 Red square, 2 Red triangle, 3 Green circle, ...,
           11 Yellow triangle); ``reward`` float32 ``()``; ``terminated`` (always False),
           ``truncated`` and ``last_action_legal`` bool ``()``; ``legal_action_mask`` bool
@@ -378,10 +384,10 @@ class Swap(Env):
         - **randomness** (from the explicit keys only): reset splits its key into a fill key
           (``fill_candidates``: the paper's row-major fill with up to 10 redraws, then
           ``fill_board``) and a settle key; a valid step settles with the step key itself.
-          ``settle`` with key ``k``: wave ``w`` refills from ``refill_tiles(k, w)``; a board
-          with no run and no valid swap is shuffled by ``shuffle_order(k, s)``. At most
-          ``MAX_SETTLE_STEPS`` waves plus shuffles, then a constructed ``fallback_board``: every
-          step terminates, and every state has a full board, no run and a valid swap.
+          ``settle`` with key ``k``: its ``i``-th wave or shuffle draws ``settle_draws(k, i)``
+          (the refill tiles, or the permutation). At most ``MAX_SETTLE_STEPS`` of them, then
+          a constructed ``fallback_board``: every step terminates, and every state has a full
+          board, no run and a valid swap.
         - **render**: ``(H, W, 3)`` uint8, default 448x448: checkerboard cells (240/230
           grey), each tile a raised light square with its coloured, outlined shape, and a
           status line ``Score: 36  Moves: 12/100`` (``renderers/swap.py``).
@@ -409,9 +415,13 @@ class Swap(Env):
         max_moves: int = 100,
         image_size: int | tuple[int, int] = 448,
     ):
+        from renderers.draw import SHAPES  # the shape catalogue shared with the renderers (NumPy only)
+
         self.size = check_int_param("size", size, 4, 12)
         self.colors = check_int_param("colors", colors, 1, len(COLOR_NAMES))
-        self.shapes = check_int_param("shapes", shapes, 1, len(SHAPE_NAMES))
+        self.shapes = check_int_param("shapes", shapes, 1, MAX_SHAPES)
+        self.color_names = COLOR_NAMES[: self.colors]
+        self.shape_names = SHAPES[: self.shapes]
         self.kinds = self.colors * self.shapes
         if self.kinds < 4:
             raise ValueError(
@@ -432,20 +442,18 @@ class Swap(Env):
         """See the module function ``action_to_pair``."""
         return action_to_pair(action, self.size)
 
-    def refill_tiles(self, key: PRNGKey, wave: Array | int) -> Array:
-        """The refill of wave ``wave`` of a step with ``key`` (see ``refill_tiles``)."""
-        return refill_tiles(key, wave, self.size, self.kinds)
+    def settle_draws(self, key: PRNGKey, step: Array | int) -> tuple[Array, Array]:
+        """``(refill, order)`` of settle step ``step`` of a move with ``key`` (see the module
+        function ``settle_draws``)."""
+        return settle_draws(key, step, self.size, self.kinds)
 
     # --- dynamics ------------------------------------------------------------------------
-
-    def _fields(self, board: Array) -> dict[str, Array]:
-        return dict(board=board, **initial_fields(swap_creates_run(board)))
 
     def reset(self, key: PRNGKey) -> SwapState:
         fill_key, settle_key = jax.random.split(key)
         board = fill_board(fill_candidates(fill_key, self.size, self.kinds))
         board, _, _, _ = settle(board, settle_key, self.kinds)
-        return SwapState(**self._fields(board))
+        return _state_from_board(board)
 
     def step(self, state: SwapState, action: Array | int, key: PRNGKey) -> SwapState:
         action = check_action(action)
@@ -481,11 +489,13 @@ class Swap(Env):
                     f"board kinds must be in 0..{self.kinds - 1} ({self.colors} colours x "
                     f"{self.shapes} shapes), got min {arr.min()} max {arr.max()}"
                 )
-            if bool(has_run(jnp.asarray(arr))):
+            state = _state_from_board(jnp.asarray(arr, jnp.int32))  # jitted: eager ops compile one by one
+            if bool(has_run(state.board)):
                 raise ValueError("board has a run of 3 or more; a Swap board never rests with a run")
-            if not bool(jnp.any(swap_creates_run(jnp.asarray(arr)))):
+            if not bool(jnp.any(state.legal_action_mask)):
                 raise ValueError("board has no valid swap; a Swap board always has one (the game reshuffles)")
-        return SwapState(**self._fields(jnp.asarray(board).astype(jnp.int32)))
+            return state
+        return _state_from_board(jnp.asarray(board).astype(jnp.int32))
 
     # --- text ----------------------------------------------------------------------------
 
@@ -494,7 +504,7 @@ class Swap(Env):
         kind = int(kind)
         if not 0 <= kind < self.kinds:
             raise ValueError(f"kind={kind} is out of range; allowed: 0..{self.kinds - 1}")
-        return f"{COLOR_NAMES[kind // self.shapes]} {SHAPE_NAMES[kind % self.shapes]}"
+        return f"{self.color_names[kind // self.shapes]} {self.shape_names[kind % self.shapes]}"
 
     def describe(self, state: SwapState) -> str:
         board = np.asarray(state.board)
@@ -505,8 +515,8 @@ class Swap(Env):
 
     def prompt(self) -> str:
         n = self.size
-        colors = ", ".join(COLOR_NAMES[: self.colors])
-        shapes = ", ".join(SHAPE_NAMES[: self.shapes])
+        colors = ", ".join(self.color_names)
+        shapes = ", ".join(self.shape_names)
         return (
             f"You are playing Swap, a match-3 puzzle, on the {n}x{n} board shown in the image. "
             f"Every cell holds a tile: a shape ({shapes}) in a colour ({colors}). Two tiles are "

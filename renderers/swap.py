@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym.swap import COLOR_NAMES, SHAPE_NAMES
+from jaxgym.palette import COLOR_RGB
 from renderers import draw, text
 from renderers.compose import Canvas, align_down
 
@@ -25,15 +25,6 @@ TILE_FACE = (245, 245, 245)
 TILE_EDGE = (180, 180, 180)
 OUTLINE = (0, 0, 0)
 STATUS_TEXT = (30, 30, 30)
-COLOR_RGB = {
-    "Red": (255, 0, 0),
-    "Green": (0, 255, 0),
-    "Blue": (0, 0, 255),
-    "Yellow": (255, 255, 0),
-    "Purple": (160, 32, 240),
-    "Orange": (255, 140, 0),
-}
-assert set(COLOR_RGB) == set(COLOR_NAMES) and set(SHAPE_NAMES) <= set(draw.SHAPES)
 
 SLASH_TILE = len(text.NUMBER_GLYPHS)
 """Status glyph tiles are ``text.number_tiles`` followed by a slash."""
@@ -114,12 +105,12 @@ class SwapRenderer:
         background = np.empty((H, W, 3), np.uint8)
         background[:] = BACKGROUND
         cells = [
-            cell_tile(COLOR_RGB[COLOR_NAMES[k // shapes]], SHAPE_NAMES[k % shapes], shade, pitch)
+            cell_tile(COLOR_RGB[k // shapes], draw.SHAPES[k % shapes], shade, pitch)
             for k in range(colors * shapes)
             for shade in CELL_SHADES
         ]
         parity = (np.arange(size)[:, None] + np.arange(size)[None, :]) % 2
-        self.parity = jnp.asarray(parity.ravel().astype(np.int32))
+        self.parity = parity.ravel().astype(np.int32)
 
         # Status line "Score: 36    Moves: 12/100": two groups of monospace glyph slots, laid
         # across the board's width (or the image's), at the largest text size that fits.
