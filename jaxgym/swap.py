@@ -47,11 +47,11 @@ REDRAWS = 10
 """The paper's generator redraws a cell at most this many times while it completes a run."""
 MAX_SETTLE_STEPS = 64
 """Cap on the waves plus shuffles of one ``settle`` (one move, or a reset). Measured on
-20,000 random valid moves from fresh 8x8 boards: 17% need a second wave or shuffle, 4.6% a
-third, 1% a fourth, 0.01% a seventh, none an eighth (each step continues with probability
-about 0.25), so the cap is never reached in practice. If it were, ``fallback_board``, a
-constructed board with no run and a valid swap, takes the board's place: every step
-terminates with the invariant intact."""
+20,000 random valid moves from fresh 8x8 boards (``benchmarks/swap_bench.py --tail-moves``):
+17.5% need a second wave or shuffle, 5% a third, 1% a fourth, 0.2% a fifth, the longest 9
+(each further step happens with probability about 0.2 to 0.3), so the cap is never reached
+in practice. If it were, ``fallback_board``, a constructed board with no run and a valid
+swap, takes the board's place: every step terminates with the invariant intact."""
 
 _ANSWER_PAIR = re.compile(r"[(\[]\s*([-+]?[0-9]+)\s*,\s*([-+]?[0-9]+)\s*[)\]]")
 
@@ -204,6 +204,10 @@ def uniform_kinds(bits: Array, kinds: int) -> Array:
     return (bits % jnp.uint32(kinds)).astype(jnp.int32)
 
 
+def _step_bits(key: PRNGKey, step: Array | int, size: int) -> Array:
+    return jax.random.bits(jax.random.fold_in(key, step), (2 * size * size,), jnp.uint32)
+
+
 def settle_draws(key: PRNGKey, step: Array | int, size: int, kinds: int) -> tuple[Array, Array]:
     """The randomness of settle step ``step`` (waves and shuffles counted together) of a
     settle with ``key``: ``(refill, order)``.
@@ -211,13 +215,30 @@ def settle_draws(key: PRNGKey, step: Array | int, size: int, kinds: int) -> tupl
     ``refill`` int32 ``(size, size)``: if the step is a wave, the emptied cell ``(r, c)`` (at
     the top of column ``c``) takes ``refill[r, c]``. ``order`` int32 ``(size*size,)``: if the
     step is a shuffle, the board becomes ``board.ravel()[order].reshape(size, size)`` (a
-    uniformly random permutation; ties of the 32-bit sort keys, probability below 1e-6 per
-    shuffle, keep their order). Public so that a reference implementation can replay a move
-    with the same tiles. One draw of random bits feeds both (it compiles fast)."""
-    bits = jax.random.bits(jax.random.fold_in(key, step), (2 * size * size,), jnp.uint32)
+    uniformly random permutation: the stable sort of random 32-bit keys, whose ties, below
+    1e-6 per shuffle, keep their order). Public so that a reference implementation can replay
+    a move with the same tiles. One draw of random bits feeds both (it compiles fast)."""
+    bits = _step_bits(key, step, size)
     refill = uniform_kinds(bits[: size * size], kinds).reshape(size, size)
-    order = jnp.argsort(bits[size * size :]).astype(jnp.int32)
+    order = jnp.argsort(bits[size * size :], stable=True).astype(jnp.int32)
     return refill, order
+
+
+def permute_by_keys(board: Array, sort_keys: Array) -> Array:
+    """``board.ravel()[argsort(sort_keys, stable=True)]`` reshaped, without a sort: each
+    tile's rank among the keys is counted, which vectorises better than a sort of 64.
+
+    >>> permute_by_keys(jnp.array([[10, 11], [12, 13]]), jnp.array([7, 3, 9, 3], jnp.uint32)).tolist()
+    [[11, 13], [10, 12]]
+    """
+    n = sort_keys.shape[0]
+    index = jnp.arange(n)
+    before = (sort_keys[None, :] < sort_keys[:, None]) | (
+        (sort_keys[None, :] == sort_keys[:, None]) & (index[None, :] < index[:, None])
+    )
+    rank = jnp.sum(before, axis=1)  # tile i goes to position rank[i]
+    lands = rank[:, None] == index[None, :]
+    return jnp.sum(jnp.where(lands, board.reshape(n, 1), 0), axis=0).reshape(board.shape)
 
 
 def collapse(board: Array, removed: Array, refill: Array) -> Array:
@@ -278,28 +299,40 @@ def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array,
     shuffled again. ``points`` sums ``k * (k - 1)`` over all waves. After ``MAX_SETTLE_STEPS``
     steps the board is ``fallback_board`` of its first kind and another, so the result is
     always settled.
+
+    The loop runs in rounds (the waves while runs remain, then one shuffle if still needed),
+    so that under ``vmap`` the costlier shuffle is computed once per round for the batch,
+    not once per wave.
     """
     size = board.shape[-1]
+    n = size * size
+    Carry = tuple[Array, Array, Array, Array]
 
-    def unsettled(carry: tuple[Array, Array, Array, Array]) -> Array:
-        board, _, waves, shuffles = carry
-        return ~is_settled(board) & (waves + shuffles < MAX_SETTLE_STEPS)
+    def steps_left(carry: Carry) -> Array:
+        _, _, waves, shuffles = carry
+        return waves + shuffles < MAX_SETTLE_STEPS
 
-    def settle_step(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
+    def wave_pending(carry: Carry) -> Array:
+        return has_run(carry[0]) & steps_left(carry)
+
+    def wave(carry: Carry) -> Carry:
         board, points, waves, shuffles = carry
-        refill, order = settle_draws(key, waves + shuffles, size, kinds)
-        run = has_run(board)
-        cleared, gained = clear_wave(board, refill)
-        shuffled = board.ravel()[order].reshape(size, size)
-        return (
-            jnp.where(run, cleared, shuffled),
-            points + jnp.where(run, gained, 0),
-            waves + run,
-            shuffles + ~run,
-        )
+        refill = uniform_kinds(_step_bits(key, waves + shuffles, size)[:n], kinds).reshape(size, size)
+        board, gained = clear_wave(board, refill)
+        return board, points + gained, waves + 1, shuffles
+
+    def unsettled(carry: Carry) -> Array:
+        return ~is_settled(carry[0]) & steps_left(carry)
+
+    def settle_round(carry: Carry) -> Carry:
+        board, points, waves, shuffles = lax.while_loop(wave_pending, wave, carry)
+        # No run now (unless the cap was hit): a board that is still unsettled has no valid swap.
+        shuffle = unsettled((board, points, waves, shuffles))
+        shuffled = permute_by_keys(board, _step_bits(key, waves + shuffles, size)[n:])
+        return jnp.where(shuffle, shuffled, board), points, waves, shuffles + shuffle
 
     zero = jnp.int32(0)
-    board, points, waves, shuffles = lax.while_loop(unsettled, settle_step, (board, zero, zero, zero))
+    board, points, waves, shuffles = lax.while_loop(unsettled, settle_round, (board, zero, zero, zero))
     first = board[0, 0]
     fallback = fallback_board(first, (first + 1) % kinds, size)
     return jnp.where(is_settled(board), board, fallback), points, waves, shuffles
@@ -326,22 +359,30 @@ def fill_board(candidates: Array) -> Array:
     [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
     """
     size = candidates.shape[0]
-    diagonal = jnp.asarray(np.add.outer(np.arange(size), np.arange(size)))
-    first_fit = candidates[..., 0]  # placeholder for cells not yet drawn
+    width = size + 2  # two columns and rows of padding (-1, equal to no kind) left and above
+    draws_of_cell = candidates.reshape(size * size, -1)
+    # Per anti-diagonal: its cells' flat indices and their positions in the padded board;
+    # short diagonals are padded with cell 0 written to the padded corner, which no cell reads.
+    cells = np.zeros((2 * size - 1, size), np.int32)
+    positions = np.zeros((2 * size - 1, size), np.int32)
+    for d in range(2 * size - 1):
+        rows = np.arange(max(0, d - size + 1), min(d, size - 1) + 1)
+        cells[d, : len(rows)] = rows * size + (d - rows)
+        positions[d, : len(rows)] = (rows + 2) * width + (d - rows) + 2
+    cells, positions = jnp.asarray(cells), jnp.asarray(positions)
 
-    def fill_diagonal(d: Array, board: Array) -> Array:
-        padded = jnp.pad(board, ((2, 0), (2, 0)), constant_values=-1)  # -1 equals no kind
-        left1, left2 = padded[2:, 1:-1], padded[2:, :-2]
-        up1, up2 = padded[1:-1, 2:], padded[:-2, 2:]
-        completes = ((left1 == left2)[..., None] & (candidates == left1[..., None])) | (
-            (up1 == up2)[..., None] & (candidates == up1[..., None])
+    def fill_diagonal(d: Array, padded: Array) -> Array:
+        p, draws = positions[d], draws_of_cell[cells[d]]  # (size,), (size, REDRAWS + 1)
+        left1, left2, up1, up2 = padded[p - 1], padded[p - 2], padded[p - width], padded[p - 2 * width]
+        completes = ((left1 == left2)[:, None] & (draws == left1[:, None])) | (
+            (up1 == up2)[:, None] & (draws == up1[:, None])
         )
         fits = ~completes
-        first = jnp.take_along_axis(candidates, jnp.argmax(fits, axis=-1)[..., None], -1)[..., 0]
-        chosen = jnp.where(jnp.any(fits, axis=-1), first, candidates[..., -1])
-        return jnp.where(diagonal == d, chosen, board)
+        first = jnp.take_along_axis(draws, jnp.argmax(fits, axis=1)[:, None], 1)[:, 0]
+        return padded.at[p].set(jnp.where(jnp.any(fits, axis=1), first, draws[:, -1]))
 
-    return lax.fori_loop(0, 2 * size - 1, fill_diagonal, jnp.full_like(first_fit, -1))
+    padded = lax.fori_loop(0, 2 * size - 1, fill_diagonal, jnp.full((width * width,), -1, jnp.int32))
+    return padded.reshape(width, width)[2:, 2:]
 
 
 @jax.jit
@@ -357,6 +398,17 @@ def _saturating_add(total: Array, gain: Array) -> Array:
 
 class Swap(Env):
     """Swap (match-3) on a ``size x size`` board of ``colors x shapes`` tile kinds.
+
+    Parameters (``jaxgym.make("swap", ...)``; out-of-range values raise ValueError):
+        size: board side, 4..12 (default 8, the paper's).
+        colors: 1..16, the first colours of ``jaxgym.palette`` (default 4: Red, Green, Blue,
+            Yellow, the paper's).
+        shapes: 1..6, the first shapes of ``renderers.draw.SHAPES`` (default 3: circle,
+            square, triangle, the paper's). ``colors * shapes`` must be at least 4; with few
+            kinds cascades and reshuffles get long (still capped).
+        max_moves: 1..10**9, steps until ``truncated`` (default 100, the paper's evaluation
+            length; the paper's own game never ended).
+        image_size: int or ``(height, width)``, default 448.
 
     Spec sheet:
         - **state** (``SwapState``): ``board`` int32 ``(size, size)`` of kinds (kind ``k`` is

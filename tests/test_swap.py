@@ -787,5 +787,8 @@ def test_format_answer_round_trips():
 
 
 def test_registered():
+    from renderers.draw import SHAPES
+
+    assert swap_lib.MAX_SHAPES == len(SHAPES)
     assert "swap-v0" in jaxgym.registered_games()
     assert jaxgym.make("swap-v0").id == "swap-v0"
