@@ -184,15 +184,18 @@ def swap_creates_run(board: Array) -> Array:
     def receives_run(dr: int, dc: int) -> Array:
         """Does the tile from the neighbour at (dr, dc) complete a run in this cell?"""
         kind = at(dr, dc)
-        same = {(r, c): at(r, c) == kind for r in range(-2, 3) for c in range(-2, 3)}
-        er, ec = dc, dr  # the perpendicular axis
-        beyond = same[(-dr, -dc)] & same[(-2 * dr, -2 * dc)]
-        across = (
-            (same[(er, ec)] & same[(2 * er, 2 * ec)])
-            | (same[(-er, -ec)] & same[(er, ec)])
-            | (same[(-er, -ec)] & same[(-2 * er, -2 * ec)])
+
+        def same(steps: int, along: tuple[int, int]) -> Array:
+            return at(steps * along[0], steps * along[1]) == kind
+
+        back, across = (-dr, -dc), (dc, dr)  # away from the neighbour; the perpendicular axis
+        beyond = same(1, back) & same(2, back)
+        through = (
+            (same(1, across) & same(2, across))
+            | (same(-1, across) & same(1, across))
+            | (same(-1, across) & same(-2, across))
         )
-        return (kind >= 0) & (beyond | across)
+        return (kind >= 0) & (beyond | through)
 
     horizontal = receives_run(0, 1)[:, :-1] | receives_run(0, -1)[:, 1:]
     vertical = receives_run(1, 0)[:-1, :] | receives_run(-1, 0)[1:, :]

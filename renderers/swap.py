@@ -34,7 +34,7 @@ about 8; one move scored at most 162 in 42,000 sampled moves); a larger score sh
 nines."""
 
 
-def _rect(top: float, left: float, height: float, width: float):
+def _rect(top: float, left: float, height: float, width: float) -> draw.InsideFn:
     return draw.rounded_rect(top, left, height, width, radius=0.0)
 
 
