@@ -13,9 +13,11 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, make_vec, register, registered_games
+from jaxgym.swap import Swap
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
+register("swap", 0, Swap)
 
 __all__ = [
     "INVALID_ACTION",
@@ -24,6 +26,7 @@ __all__ = [
     "Env",
     "Game2048",
     "State",
+    "Swap",
     "TimeLimit",
     "Wrapper",
     "make",

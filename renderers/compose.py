@@ -127,7 +127,7 @@ class Compositor:
         if missing:
             raise ValueError(f"tile ids missing for slot groups {sorted(missing)}")
         bases = [jnp.zeros((1,), jnp.int32)]
-        for name, base, stride in zip(self.group_names, self._group_base, self._group_stride):
+        for name, base, stride in zip(self.group_names, self._group_base, self._group_stride, strict=True):
             ids = jnp.asarray(tile_ids[name]).astype(jnp.int32).reshape(self.group_sizes[name])
             ids = jnp.clip(ids, 0, self.num_tiles[name] - 1)
             bases.append(base + ids * stride)

@@ -60,18 +60,25 @@ def disc(cy: float, cx: float, radius: float) -> InsideFn:
 
 def convex_polygon(vertices: Sequence[tuple[float, float]], inset: float = 0.0) -> InsideFn:
     """Inside test of a convex polygon given as ``(y, x)`` vertices in either winding,
-    shrunk by ``inset`` pixels on every edge (an exact uniform-width border)."""
+    shrunk by ``inset`` pixels on every edge (an exact uniform-width border).
+
+    >>> square = [(1, 1), (1, 3), (3, 3), (3, 1)]
+    >>> [bool(convex_polygon(v)(2.0, 2.0)) for v in (square, square[::-1])]
+    [True, True]
+    >>> bool(convex_polygon(square)(0.5, 2.0)), bool(convex_polygon(square, inset=0.6)(1.5, 2.0))
+    (False, False)
+    """
     v = np.asarray(vertices, np.float64)
     nxt = np.roll(v, -1, axis=0)
     edge = nxt - v
     # Orient so the interior is on the positive side of every edge normal.
     area2 = np.sum(v[:, 1] * nxt[:, 0] - nxt[:, 1] * v[:, 0])
-    sign = 1.0 if area2 > 0 else -1.0
+    sign = -1.0 if area2 > 0 else 1.0
     lengths = np.hypot(edge[:, 0], edge[:, 1])
 
     def inside(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         result = np.ones(np.broadcast(y, x).shape, bool)
-        for (vy, vx), (ey, ex), length in zip(v, edge, lengths):
+        for (vy, vx), (ey, ex), length in zip(v, edge, lengths, strict=True):
             # Signed distance of (y, x) from the edge's line, positive inside.
             dist = sign * ((x - vx) * ey - (y - vy) * ex) / length
             result &= dist >= inset
