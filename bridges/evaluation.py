@@ -254,7 +254,8 @@ def video_format(requested: str = "auto") -> str:
         return "mp4"
     except (ImportError, RuntimeError) as error:
         if requested == "mp4":
-            raise ValueError(f"mp4 videos need the imageio-ffmpeg package (pip install imageio-ffmpeg): {error}") from None
+            message = f"mp4 videos need the imageio-ffmpeg package (pip install imageio-ffmpeg): {error}"
+            raise ValueError(message) from None
         return "gif"
 
 
