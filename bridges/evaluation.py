@@ -305,17 +305,21 @@ class VideoRecorder:
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.format == "mp4":
-            # ffmpeg runs as a subprocess: fork-then-exec is safe, JAX's fork warning is noise.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-                return [
-                    imageio.get_writer(p, fps=self.fps, codec="libx264", quality=7, pixelformat="yuv420p",
-                                       macro_block_size=16, ffmpeg_log_level="error")
-                    for p in self.paths
-                ]
+            return [
+                imageio.get_writer(p, fps=self.fps, codec="libx264", quality=7, pixelformat="yuv420p",
+                                   macro_block_size=16, ffmpeg_log_level="error")
+                for p in self.paths
+            ]
         return [imageio.get_writer(p, mode="I", duration=1000.0 / self.fps, loop=0) for p in self.paths]
 
     def __call__(self, step: int, images: np.ndarray, records: list[dict[str, Any]] | None) -> None:
+        # ffmpeg starts as a subprocess on the first frame: fork-then-exec is safe, and JAX's
+        # warning about fork is noise here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            self._write(step, images, records)
+
+    def _write(self, step: int, images: np.ndarray, records: list[dict[str, Any]] | None) -> None:
         if self._writers is None:
             self._writers = self._open()
         of = f"/{self.steps}" if self.steps else ""
