@@ -31,6 +31,7 @@ from bridges.policies import (
 )
 from bridges.protocol import protocol_for
 from bridges.sampler import StateSampler
+from bridges.torch_io import images_to_pil
 from learner import evaluate as cli
 
 RUNS, STEPS = 2, 3
@@ -326,3 +327,27 @@ def test_openai_policy_unreachable_server_and_bad_config():
         OpenAIPolicy("http://127.0.0.1:1/v1", "")
     with pytest.raises(ValueError, match="http://"):
         OpenAIPolicy("127.0.0.1:8000", "m")
+
+
+# ------------------------------------------------------------- local transformers checkpoints
+
+
+def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
+    from bridges.hf_policy import HFPolicy
+    from learner import models
+
+    env = small_env("2048")
+    model, processor = models.build_tiny_policy(seed=5)
+    export = models.export_policy(model, processor, tmp_path / "ckpt")
+    policy = make_policy(f"hf:{export}", env, max_new_tokens=6, batch_size=2)
+    assert isinstance(policy, HFPolicy) and policy.name == "hf-ckpt"
+    result = evaluate(env, policy, runs=2, steps=1, seed=0, warmup=0)
+    responses = [run[0]["response"] for run in result.records]
+    assert all(isinstance(r, str) for r in responses)
+    # The same weights in memory give the same greedy responses to the same boards.
+    states, images = StateSampler(env, mode="paper", depth=0, seed=0).sample(2)
+    direct = HFPolicy.__new__(HFPolicy)
+    direct.model, direct.processor, direct.device = model.eval(), processor, policy.device
+    direct.processor.tokenizer.padding_side = "left"
+    direct.banned, direct.max_new_tokens, direct.temperature, direct.batch_size = policy.banned, 6, 0.0, 2
+    assert direct.generate(images_to_pil(images), [env.prompt()] * 2) == responses
