@@ -178,7 +178,10 @@ class Env(abc.ABC):
 
     @functools.cached_property
     def _renderer(self) -> Any:
-        return self._make_renderer()
+        # The first render() may run inside jit: build the atlas arrays eagerly, so that
+        # they are concrete constants and no tracer leaks into the cached renderer.
+        with jax.ensure_compile_time_eval():
+            return self._make_renderer()
 
     def render(self, state: State) -> Array:
         """The board as an ``(H, W, 3)`` uint8 image. Pure JAX: jit- and vmap-able."""
