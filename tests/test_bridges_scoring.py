@@ -108,8 +108,19 @@ def log_bonus(raw, legal):
     return jnp.where(legal, jnp.log1p(jnp.maximum(raw, 0.0)), -2.0)
 
 
-def test_weights_and_shaping_are_applied(batch):
+def test_weights_are_applied(batch):
     env, states = batch
+    responses, _ = mixed_responses(env, states, np.random.default_rng(2))
+    s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0).score(states, responses, jax.random.key(4))
+    game = np.where(s.raw_reward > 0, 1.0, -1.0)
+    np.testing.assert_array_equal(s.game, game)
+    np.testing.assert_allclose(s.overall, 3.0 * game + 0.5 * s.format + 2.0 * s.perception, rtol=1e-6)
+    assert s.format.any() and s.perception.any() and (~s.legal).any()
+
+
+def test_custom_shaping_is_applied():
+    env = small_env("2048")
+    states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)
     responses, _ = mixed_responses(env, states, np.random.default_rng(2))
     s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0, shaping=log_bonus).score(
         states, responses, jax.random.key(4)
