@@ -97,7 +97,7 @@ def game_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def default_run_dir(game: str, policy: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy.split("://")[-1]).strip("_")[:60] or "policy"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy).strip("_")[:60] or "policy"
     return Path("runs") / f"eval-{game}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
