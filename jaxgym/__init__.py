@@ -13,10 +13,13 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, make_vec, register, registered_games
+from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.swap import Swap
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
+register("shisensho", 0, ShisenSho)
+register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "AutoReset",
     "Env",
     "Game2048",
+    "ShisenSho",
+    "ShisenShoImages",
     "State",
     "Swap",
     "TimeLimit",

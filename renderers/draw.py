@@ -160,3 +160,35 @@ def draw_shape(
         fill(tile, _shape_region(shape, cy, cx, half, outline), color)
     else:
         fill(tile, _shape_region(shape, cy, cx, half, 0.0), color)
+
+
+def area_weights(src: int, dst: int) -> np.ndarray:
+    """Integer ``(dst, src)`` matrix of overlaps between output and input pixels, in units
+    where one input pixel is ``dst`` long and one output pixel ``src`` long (rows sum to src)."""
+    out_lo = np.arange(dst)[:, None] * src
+    in_lo = np.arange(src)[None, :] * dst
+    overlap = np.minimum(out_lo + src, in_lo + dst) - np.maximum(out_lo, in_lo)
+    return np.clip(overlap, 0, None).astype(np.int64)
+
+
+def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-resample uint8 images exactly (integer arithmetic, round half up), up or down.
+
+    ``image`` is a 2-D map ``(h, w)`` or images ``(..., h, w, channels)``:
+
+    >>> resize_area(np.array([[0, 255], [255, 255]], np.uint8), 1, 1).tolist()
+    [[191]]
+    >>> resize_area(np.zeros((2, 3, 3, 3), np.uint8), 4, 5).shape
+    (2, 4, 5, 3)
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim < 2:
+        raise ValueError(f"resize_area takes uint8 maps or images, got {image.shape} {image.dtype}")
+    pixels = np.moveaxis(image, -1, 0) if image.ndim >= 3 else image
+    h0, w0 = pixels.shape[-2:]
+    wy, wx = area_weights(h0, height), area_weights(w0, width)
+    # Every partial sum is an integer below 2**53, so float64 matmuls are exact here.
+    total = np.rint(wy.astype(np.float64) @ pixels.astype(np.float64) @ wx.T.astype(np.float64)).astype(np.int64)
+    denom = h0 * w0
+    out = ((total * 2 + denom) // (2 * denom)).astype(np.uint8)
+    return np.moveaxis(out, 0, -1) if image.ndim >= 3 else out

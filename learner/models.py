@@ -1,0 +1,393 @@
+"""Policies: the built-in tiny Qwen2.5-VL and any Qwen2-VL-family checkpoint.
+
+``load_policy(spec)`` returns ``(model, processor)`` for
+
+- ``"tiny"`` (or ``None``): a tiny random-weight Qwen2.5-VL built from a config alone, with a
+  byte-level BPE tokenizer trained on the fly from an embedded corpus (the Qwen special
+  tokens, a small chat template) and the PIL image processor. No download, no torchvision,
+  built in well under a second, deterministic for a seed. It generates gibberish: it exists
+  so that the learner runs end to end on a CPU and its tests can check real behaviour.
+- a local directory (our own ``export_policy`` output, or any saved Qwen2-VL, Qwen2.5-VL or
+  Qwen3-VL checkpoint),
+- a Hugging Face hub id such as ``"Qwen/Qwen2.5-VL-7B-Instruct"`` (downloaded or cached).
+
+The processor is a ``Qwen2VLProcessor`` without a video processor (the video processor
+needs torchvision, which must not be installed next to the CPU build of torch): it takes
+``text=`` and ``images=`` and expands each ``<|image_pad|>`` into one pad token per merged
+patch, like the stock one. Loading the tokenizer and image processor separately is what
+round-trips here; ``AutoProcessor`` does not.
+
+``export_policy`` writes a directory that ``from_pretrained`` (and so vLLM, and the
+evaluator's ``hf:<path>`` policy) loads: weights under their on-disk names, config,
+generation config, tokenizer, chat template and image processor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+TINY = "tiny"
+"""The ``--model`` value that selects the built-in tiny random-weight Qwen2.5-VL."""
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen's chat format without the default system prompt: one image placeholder per image
+# part, the text parts verbatim.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# What the tiny tokenizer's merges are learnt from: the response protocol's tags, the
+# words of the game prompts, numbers and cell texts. Byte-level BPE covers any other text.
+_TINY_CORPUS = """\
+<perception> 2 | - | 4 | 8 </perception> <think> I move the tiles left. </think> <answer>3</answer>
+<perception> Red circle | - | Blue square | Green triangle </perception>
+<think> The pair connects with two turns. </think> <answer>(0, 1) (2, 3)</answer>
+You are playing a game on a board, shown in the image. Each tile shows a colour and a shape;
+empty cells are blank. First describe the board inside <perception></perception>: one line
+per row from top to bottom, cells separated by |. Then reason about your move inside
+<think></think>. Finally give your move inside <answer></answer>, for example <answer>3</answer>.
+Moves: 0 = up, 1 = right, 2 = down, 3 = left. Rows and columns are numbered from 0 at the
+top-left cell. Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown
+Steel blue Pink star cross diamond circle square triangle airplane automobile bird cat deer
+dog frog horse ship truck score remaining goal points merge swap match connect pair row column
+0 1 2 3 4 5 6 7 8 9 10 11 12 16 32 64 128 256 512 1024 2048 4096 (0, 0) (1, 2) (3, 4) (5, 5)
+"""
+
+TINY_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=32768,
+)
+TINY_VISION = dict(
+    depth=2,
+    hidden_size=32,
+    intermediate_size=64,
+    num_heads=2,
+    out_hidden_size=64,
+    window_size=112,
+    fullatt_block_indexes=[1],
+)
+# mrope splits head_dim/2 = 8 rotary frequencies over (time, height, width).
+TINY_MROPE_SECTION = [2, 3, 3]
+
+VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+"""``config.model_type`` values the learner supports: the Qwen2-VL family."""
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
+    """A byte-level BPE tokenizer with the Qwen special tokens, trained on an embedded corpus.
+
+    Deterministic: the same ``vocab_size`` gives the same vocabulary and merges.
+
+    >>> tok = build_tiny_tokenizer()
+    >>> tok.convert_ids_to_tokens(tok("<|im_start|>user")["input_ids"])[:1]
+    ['<|im_start|>']
+    >>> tok.decode(tok("<answer>(0, 1) (2, 3)</answer>")["input_ids"])
+    '<answer>(0, 1) (2, 3)</answer>'
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size={vocab_size} is too small; allowed: >= {256 + len(SPECIAL_TOKENS)}")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_TINY_CORPUS.splitlines(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=32768,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_image_processor(**overrides: Any) -> Any:
+    """Qwen2-VL's image processor on the PIL backend (no torchvision), Qwen's defaults.
+
+    Boards whose sides are multiples of 28 (patch 14 x merge 2) within the pixel bounds are
+    not resized, so the trainer and any rollout engine see identical pixels."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(**overrides)
+
+
+def _processor_class() -> type:
+    from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+
+    class VLProcessor(Qwen2VLProcessor):
+        """``Qwen2VLProcessor`` for images only: it accepts ``video_processor=None``."""
+
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+            if argument_name == "video_processor" and argument is None:
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    return VLProcessor
+
+
+def make_processor(tokenizer: Any, image_processor: Any, chat_template: str | None = None) -> Any:
+    """Combine a tokenizer and an image processor into an image-only Qwen2-VL processor."""
+    template = chat_template or getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE
+    if getattr(tokenizer, "chat_template", None) is None:
+        tokenizer.chat_template = template
+    return _processor_class()(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template
+    )
+
+
+def tiny_config(tokenizer: Any) -> Any:
+    """The config of the built-in tiny Qwen2.5-VL for ``tokenizer`` (hidden 64, 2 layers,
+    4 heads; vision depth 2, hidden 32; about 0.2 M parameters)."""
+    from transformers import Qwen2_5_VLConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    text = dict(
+        TINY_TEXT,
+        vocab_size=len(tokenizer),
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=list(TINY_MROPE_SECTION)),
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=dict(TINY_VISION),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def build_tiny_policy(seed: int = 0, dtype: Any = None) -> tuple[Any, Any]:
+    """The built-in tiny random-weight Qwen2.5-VL and its processor. Weights depend only on
+    ``seed`` (the global torch RNG is left as it was)."""
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    _quiet_transformers()
+    tokenizer = build_tiny_tokenizer()
+    processor = make_processor(tokenizer, build_image_processor())
+    config = tiny_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    if dtype is not None:
+        model = model.to(_torch_dtype(dtype))
+    eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    return model, processor
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"dtype={dtype!r} is not supported; allowed: {', '.join(names)}")
+    return names[dtype]
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+def _looks_like_local_path(spec: str) -> bool:
+    """Anything that is not of the hub's ``name`` / ``org/name`` form is meant as a path."""
+    return _HUB_ID.match(spec) is None or spec.endswith("/") or ".." in spec
+
+
+def resolve_model_source(spec: str) -> str:
+    """A local directory (checked) or a hub id, as ``from_pretrained`` takes it.
+
+    Raises ``ValueError`` naming ``spec`` when it is a path that does not exist or is not a
+    model directory."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ValueError(
+                f"model path {spec!r} is not a model directory (no config.json in it); pass a directory "
+                f"written by save_pretrained / export_policy, a hub id such as Qwen/Qwen2.5-VL-3B-Instruct, "
+                f"or {TINY!r}"
+            )
+        return str(path)
+    if _looks_like_local_path(spec):
+        raise ValueError(
+            f"model path {spec!r} does not exist; pass an existing directory written by save_pretrained / "
+            f"export_policy, a hub id such as Qwen/Qwen2.5-VL-3B-Instruct, or {TINY!r}"
+        )
+    return spec
+
+
+def check_vision_language_config(config: Any, spec: str) -> None:
+    """Raise ``ValueError`` unless ``config`` is a Qwen2-VL-family model with a vision tower."""
+    model_type = getattr(config, "model_type", None)
+    if getattr(config, "vision_config", None) is None or model_type not in VL_MODEL_TYPES:
+        raise ValueError(
+            f"model {spec!r} (model_type={model_type!r}) has no vision tower the learner can use; it needs a "
+            f"Qwen2-VL-family vision-language model, model_type one of {', '.join(VL_MODEL_TYPES)} "
+            f"(for example Qwen/Qwen2.5-VL-7B-Instruct)"
+        )
+
+
+def load_processor(source: str) -> Any:
+    """The image-only processor of a saved model: its tokenizer, image processor and chat
+    template (``chat_template.jinja`` / ``chat_template.json`` if the directory has one)."""
+    from transformers import AutoTokenizer
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    _quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left")
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(source)
+    template = None
+    local = Path(source)
+    if (local / "chat_template.jinja").is_file():
+        template = (local / "chat_template.jinja").read_text()
+    elif (local / "chat_template.json").is_file():
+        template = json.loads((local / "chat_template.json").read_text()).get("chat_template")
+    return make_processor(tokenizer, image_processor, template)
+
+
+def load_policy(spec: str | None = TINY, *, dtype: Any = None, seed: int = 0, **model_kwargs: Any) -> tuple[Any, Any]:
+    """``(model, processor)`` for ``spec``: ``"tiny"``/``None``, a local directory or a hub id.
+
+    ``dtype``: ``None`` (the checkpoint's, fp32 for tiny), ``"bf16"``, ``"fp32"`` or a torch
+    dtype. ``seed`` only affects the tiny model's random weights. Extra keyword arguments go
+    to ``from_pretrained`` (e.g. ``attn_implementation="flash_attention_2"``).
+
+    Raises ``ValueError`` naming ``spec`` for a missing path, a directory that is not a model,
+    or a model without a vision tower.
+    """
+    if spec is None or spec == TINY:
+        return build_tiny_policy(seed=seed, dtype=dtype)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"model must be {TINY!r}, a local directory or a hub id, got {spec!r}")
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    _quiet_transformers()
+    source = resolve_model_source(spec)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as error:
+        raise ValueError(
+            f"could not load model {spec!r}: it is neither a local directory nor a hub id found online or in "
+            f"the cache ({error}); pass an existing directory, a reachable hub id, or {TINY!r}"
+        ) from error
+    check_vision_language_config(config, spec)
+    kwargs = dict(model_kwargs)
+    if dtype is not None:
+        kwargs["dtype"] = _torch_dtype(dtype)
+    model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    vision_tower(model)  # a config with vision_config but weights without it fails here
+    return model, load_processor(source)
+
+
+def vision_tower(model: Any) -> Any:
+    """The vision encoder module of a Qwen2-VL-family model (``model.model.visual``)."""
+    inner = getattr(model, "model", None)
+    visual = getattr(inner, "visual", None) if inner is not None else None
+    if visual is None:
+        visual = getattr(model, "visual", None)
+    if visual is None:
+        raise ValueError(
+            f"model of class {type(model).__name__} has no vision tower (no .model.visual); the learner needs a "
+            f"Qwen2-VL-family vision-language model"
+        )
+    return visual
+
+
+def vision_token_ids(config: Any) -> dict[str, int]:
+    """The ids of the vision placeholder tokens: image pad, video pad, vision start and end."""
+    return {
+        "image": int(config.image_token_id),
+        "video": int(config.video_token_id),
+        "vision_start": int(config.vision_start_token_id),
+        "vision_end": int(config.vision_end_token_id),
+    }
+
+
+def banned_token_ids(config: Any) -> list[int]:
+    """Tokens a policy must never sample: the vision placeholders. A sampled
+    ``<|image_pad|>`` would break the image-token count of the training forward pass."""
+    return sorted(set(vision_token_ids(config).values()))
+
+
+# transformers >= 4.52 nests the Qwen-VL decoder under ``model.language_model`` and the
+# vision tower under ``model.visual`` in memory, but saves (and vLLM loads) the flat names.
+_CHECKPOINT_RENAMES = (
+    (re.compile(r"^model\.language_model\."), "model."),
+    (re.compile(r"^model\.visual\."), "visual."),
+    (re.compile(r"^lm_head\."), "lm_head."),
+)
+
+
+def checkpoint_name(name: str) -> str:
+    """The on-disk (checkpoint / vLLM) name of an in-memory parameter name.
+
+    >>> checkpoint_name("model.language_model.layers.0.mlp.up_proj.weight")
+    'model.layers.0.mlp.up_proj.weight'
+    >>> checkpoint_name("model.visual.blocks.0.attn.qkv.weight")
+    'visual.blocks.0.attn.qkv.weight'
+    >>> checkpoint_name("lm_head.weight")
+    'lm_head.weight'
+    """
+    for pattern, replacement in _CHECKPOINT_RENAMES:
+        if pattern.match(name):
+            return pattern.sub(replacement, name, count=1)
+    return name
+
+
+def export_policy(model: Any, processor: Any, out_dir: str | os.PathLike, state_dict: dict | None = None) -> Path:
+    """Write ``model`` and ``processor`` so that ``from_pretrained`` / ``load_policy`` (and
+    vLLM) load them. ``state_dict`` overrides the module's weights (e.g. ZeRO-3 gathered
+    ones). Returns the directory."""
+    _quiet_transformers()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
+    processor.tokenizer.save_pretrained(out)
+    processor.image_processor.save_pretrained(out)
+    template = getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
+    if template:
+        (out / "chat_template.jinja").write_text(template)
+    return out

@@ -1,0 +1,97 @@
+"""The built-in tiny policy, loading any Qwen2-VL-family checkpoint, and the export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learner import models
+
+
+def _prompt_inputs(processor, images):
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the board."}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return processor(text=[text] * len(images), images=list(images), return_tensors="pt", padding=True)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return models.load_policy(models.TINY)
+
+
+def test_tiny_policy_is_deterministic_per_seed():
+    a, _ = models.build_tiny_policy(seed=3)
+    b, _ = models.build_tiny_policy(seed=3)
+    c, _ = models.build_tiny_policy(seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert models.build_tiny_tokenizer().get_vocab() == models.build_tiny_tokenizer().get_vocab()
+
+
+def test_processor_expands_one_pad_token_per_merged_patch(tiny):
+    model, processor = tiny
+    images = np.random.default_rng(0).integers(0, 256, (2, 112, 168, 3), dtype=np.uint8)
+    inputs = _prompt_inputs(processor, images)
+    # 112 x 168 pixels: 8 x 12 patches of 14, merged 2 x 2 -> 24 image tokens per image; no resize.
+    assert inputs["image_grid_thw"].tolist() == [[1, 8, 12], [1, 8, 12]]
+    pads = (inputs["input_ids"] == model.config.image_token_id).sum(dim=1)
+    assert pads.tolist() == [24, 24]
+    assert models.vision_token_ids(model.config)["image"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert model.config.image_token_id in models.banned_token_ids(model.config)
+
+
+def test_export_round_trips_through_from_pretrained(tiny, tmp_path):
+    from safetensors import safe_open
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model, processor = tiny
+    out = models.export_policy(model, processor, tmp_path / "export")
+    images = np.random.default_rng(1).integers(0, 256, (1, 56, 84, 3), dtype=np.uint8)
+    inputs = _prompt_inputs(processor, images)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+
+    loaded, loaded_processor = models.load_policy(str(out))
+    reloaded_inputs = _prompt_inputs(loaded_processor, images)
+    assert all(torch.equal(inputs[k], reloaded_inputs[k]) for k in inputs)
+    with torch.no_grad():
+        assert torch.equal(loaded(**reloaded_inputs).logits, expected)
+    plain = Qwen2_5_VLForConditionalGeneration.from_pretrained(out)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values(), strict=True))
+
+    # The on-disk names (what vLLM loads) are exactly checkpoint_name of the in-memory names.
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        disk_names = set(f.keys())
+    assert disk_names == {models.checkpoint_name(n) for n, _ in model.named_parameters()}
+    assert "visual.patch_embed.proj.weight" in disk_names and "model.embed_tokens.weight" in disk_names
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    missing = str(tmp_path / "no" / "such" / "model")
+    with pytest.raises(ValueError, match="does not exist") as info:
+        models.load_policy(missing)
+    assert missing in str(info.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json") as info:
+        models.load_policy(str(tmp_path / "empty"))
+    assert str(tmp_path / "empty") in str(info.value)
+
+
+def test_model_without_vision_tower_is_a_clear_error(tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    text_only = Qwen2ForCausalLM(
+        Qwen2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=1)
+    )
+    text_only.save_pretrained(tmp_path / "text-only")
+    assert json.loads((tmp_path / "text-only" / "config.json").read_text())["model_type"] == "qwen2"
+    with pytest.raises(ValueError, match="no vision tower") as info:
+        models.load_policy(str(tmp_path / "text-only"))
+    assert "text-only" in str(info.value) and "'qwen2'" in str(info.value)
+    with pytest.raises(ValueError, match="no vision tower"):
+        models.vision_tower(text_only)
