@@ -13,9 +13,12 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, register, registered_games
+from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
+register("shisensho", 0, ShisenSho)
+register("shisensho-images", 0, ShisenShoImages)
 
 __all__ = [
     "INVALID_ACTION",
@@ -23,6 +26,8 @@ __all__ = [
     "AutoReset",
     "Env",
     "Game2048",
+    "ShisenSho",
+    "ShisenShoImages",
     "State",
     "TimeLimit",
     "Wrapper",

@@ -178,7 +178,10 @@ class Env(abc.ABC):
 
     @functools.cached_property
     def _renderer(self) -> Any:
-        return self._make_renderer()
+        # The first render may happen inside a jit trace; building the renderer there would
+        # cache traced arrays (an UnexpectedTracerError on the next trace). Build it eagerly.
+        with jax.ensure_compile_time_eval():
+            return self._make_renderer()
 
     def render(self, state: State) -> Array:
         """The board as an ``(H, W, 3)`` uint8 image. Pure JAX: jit- and vmap-able."""

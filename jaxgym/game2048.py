@@ -31,6 +31,7 @@ from jaxgym.core import (
     initial_fields,
     resolve_image_size,
 )
+from jaxgym.grid import slide_left
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
 ACTION_NAMES = ("up", "right", "down", "left")
@@ -46,19 +47,6 @@ class Game2048State(State):
     """
 
     board: Array
-
-
-def slide_left(rows: Array) -> Array:
-    """Compact the non-empty cells of each row to the left, keeping their order.
-
-    >>> slide_left(jnp.array([0, 1, 0, 1])).tolist()
-    [1, 1, 0, 0]
-    """
-    n = rows.shape[-1]
-    occupied = rows != 0
-    target = jnp.cumsum(occupied, axis=-1) - 1
-    moves_to = (target[..., :, None] == jnp.arange(n)) & occupied[..., :, None]
-    return jnp.sum(jnp.where(moves_to, rows[..., :, None], 0), axis=-2)
 
 
 def merge_left(rows: Array) -> tuple[Array, Array]:

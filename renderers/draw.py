@@ -60,13 +60,20 @@ def disc(cy: float, cx: float, radius: float) -> InsideFn:
 
 def convex_polygon(vertices: Sequence[tuple[float, float]], inset: float = 0.0) -> InsideFn:
     """Inside test of a convex polygon given as ``(y, x)`` vertices in either winding,
-    shrunk by ``inset`` pixels on every edge (an exact uniform-width border)."""
+    shrunk by ``inset`` pixels on every edge (an exact uniform-width border).
+
+    >>> square = [(1, 1), (1, 3), (3, 3), (3, 1)]
+    >>> [bool(convex_polygon(v)(2.0, 2.0)) for v in (square, square[::-1])]
+    [True, True]
+    >>> bool(convex_polygon(square)(0.5, 2.0)), bool(convex_polygon(square, inset=0.6)(1.5, 2.0))
+    (False, False)
+    """
     v = np.asarray(vertices, np.float64)
     nxt = np.roll(v, -1, axis=0)
     edge = nxt - v
     # Orient so the interior is on the positive side of every edge normal.
     area2 = np.sum(v[:, 1] * nxt[:, 0] - nxt[:, 1] * v[:, 0])
-    sign = 1.0 if area2 > 0 else -1.0
+    sign = -1.0 if area2 > 0 else 1.0
     lengths = np.hypot(edge[:, 0], edge[:, 1])
 
     def inside(y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -153,3 +160,35 @@ def draw_shape(
         fill(tile, _shape_region(shape, cy, cx, half, outline), color)
     else:
         fill(tile, _shape_region(shape, cy, cx, half, 0.0), color)
+
+
+def area_weights(src: int, dst: int) -> np.ndarray:
+    """Integer ``(dst, src)`` matrix of overlaps between output and input pixels, in units
+    where one input pixel is ``dst`` long and one output pixel ``src`` long (rows sum to src)."""
+    out_lo = np.arange(dst)[:, None] * src
+    in_lo = np.arange(src)[None, :] * dst
+    overlap = np.minimum(out_lo + src, in_lo + dst) - np.maximum(out_lo, in_lo)
+    return np.clip(overlap, 0, None).astype(np.int64)
+
+
+def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-resample uint8 images exactly (integer arithmetic, round half up), up or down.
+
+    ``image`` is a 2-D map ``(h, w)`` or images ``(..., h, w, channels)``:
+
+    >>> resize_area(np.array([[0, 255], [255, 255]], np.uint8), 1, 1).tolist()
+    [[191]]
+    >>> resize_area(np.zeros((2, 3, 3, 3), np.uint8), 4, 5).shape
+    (2, 4, 5, 3)
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim < 2:
+        raise ValueError(f"resize_area takes uint8 maps or images, got {image.shape} {image.dtype}")
+    pixels = np.moveaxis(image, -1, 0) if image.ndim >= 3 else image
+    h0, w0 = pixels.shape[-2:]
+    wy, wx = area_weights(h0, height), area_weights(w0, width)
+    # Every partial sum is an integer below 2**53, so float64 matmuls are exact here.
+    total = np.rint(wy.astype(np.float64) @ pixels.astype(np.float64) @ wx.T.astype(np.float64)).astype(np.int64)
+    denom = h0 * w0
+    out = ((total * 2 + denom) // (2 * denom)).astype(np.uint8)
+    return np.moveaxis(out, 0, -1) if image.ndim >= 3 else out

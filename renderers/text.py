@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from renderers.draw import blend
+from renderers.draw import blend, resize_area
 
 _FONT_PATH = os.path.join(os.path.dirname(__file__), "assets", "dejavu_sans_bold.npz")
 
@@ -33,22 +33,9 @@ def _font() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return coverage, advances, starts, first
 
 
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """Integer ``(dst, src)`` matrix of overlaps between output and input pixels, in units
-    where one input pixel is ``dst`` long and one output pixel ``src`` long (rows sum to src)."""
-    out_lo = np.arange(dst)[:, None] * src
-    in_lo = np.arange(src)[None, :] * dst
-    overlap = np.minimum(out_lo + src, in_lo + dst) - np.maximum(out_lo, in_lo)
-    return np.clip(overlap, 0, None).astype(np.int64)
-
-
 def _resize_coverage(coverage: np.ndarray, height: int, width: int) -> np.ndarray:
     """Area-resample a uint8 coverage map exactly (integer arithmetic, round half up)."""
-    h0, w0 = coverage.shape
-    wy, wx = _area_weights(h0, height), _area_weights(w0, width)
-    total = wy @ coverage.astype(np.int64) @ wx.T
-    denom = h0 * w0
-    return ((total * 2 + denom) // (2 * denom)).astype(np.uint8)
+    return resize_area(coverage, height, width)
 
 
 def text_coverage(text: str, height: int) -> np.ndarray:

@@ -1,0 +1,393 @@
+"""The paper's evaluation protocol ("avg@10"), its logs, plot and videos.
+
+    result = evaluate(env, make_policy("random", env), runs=10, steps=100, seed=0)
+    result.summary()["mean"], result.summary()["stderr"]
+
+Protocol (``shared/spec/games.md``, "How the paper sampled ... and evaluated"):
+
+1. k parallel runs start from fresh boards after the game's warm-up
+   (``GameProtocol.eval_warmup`` random actions of its ``sample_policy``: 2048 100 uniformly
+   random moves, the other games none). A board that ends during warm-up restarts.
+2. Each of ``steps`` steps renders the k boards, asks the policy for k responses, parses
+   them with ``env.parse_answer`` (unparseable text is the game's invalid move) and steps
+   all runs in one ``jit(vmap(step))`` call.
+3. A run's score is the sum over its steps of ``GameProtocol.eval_points``: the raw reward
+   for 2048 (its merge score), 1 per successful step for the others (Shisen-Sho matches,
+   Swap swaps).
+4. A game that ends inside the steps restarts at once on a fresh board (``AutoReset``),
+   without a new warm-up, and the run goes on: the steps count, not the episodes. The
+   paper's runs did the same. The records mark the step that ended an episode.
+
+Everything is seeded: one seed gives the same warm-up boards, spawns and baseline choices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from bridges.policies import Observation, Policy, PolicyError
+from bridges.protocol import GameProtocol, protocol_for
+from bridges.sampler import StateSampler
+from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
+from bridges.torch_io import prompts_for
+from jaxgym.core import Env
+from jaxgym.wrappers import AutoReset
+
+FrameSink = Callable[[int, np.ndarray, list[dict[str, Any]] | None], None]
+
+
+@dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate`.
+
+    Attributes:
+        records: ``records[run][step]`` dicts: ``step``, ``response``, ``action`` (flat int,
+            or None if unparseable), ``answer`` (the parsed action as answer text, or
+            ``"unparseable"``), ``legal``, ``raw_reward``, ``points`` (what the step adds to
+            the score), ``cumulative``, ``episode_end``, ``format``, ``perception``.
+        scores: float64 ``(runs,)``, each run's score.
+    """
+
+    game: str
+    policy: str
+    runs: int
+    steps: int
+    seed: int
+    warmup: int
+    eval_score: str
+    records: list[list[dict[str, Any]]]
+    scores: np.ndarray
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        """``(runs, steps)`` running score of each run."""
+        return np.array([[rec["cumulative"] for rec in run] for run in self.records], np.float64).reshape(
+            self.runs, self.steps
+        )
+
+    def run_totals(self) -> list[dict[str, Any]]:
+        """Per-run totals: score, raw reward, rates of legal/parsed/format/perception, episodes ended."""
+        totals = []
+        for r, run in enumerate(self.records):
+            n = max(1, len(run))
+            totals.append(
+                {
+                    "run": r,
+                    "score": float(self.scores[r]),
+                    "raw_reward": float(sum(rec["raw_reward"] for rec in run)),
+                    "legal_rate": sum(rec["legal"] for rec in run) / n,
+                    "parsed_rate": sum(rec["action"] is not None for rec in run) / n,
+                    "format_rate": sum(rec["format"] for rec in run) / n,
+                    "perception_rate": sum(rec["perception"] for rec in run) / n,
+                    "episodes_ended": sum(rec["episode_end"] for rec in run),
+                }
+            )
+        return totals
+
+    def summary(self) -> dict[str, Any]:
+        """Mean, standard deviation (ddof 1), standard error, min and max of the run scores,
+        and the mean of the per-run rates."""
+        scores = np.asarray(self.scores, np.float64)
+        std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
+        totals = self.run_totals()
+        rates = {
+            name: float(np.mean([t[name] for t in totals]))
+            for name in ("legal_rate", "parsed_rate", "format_rate", "perception_rate")
+        }
+        return {
+            "game": self.game,
+            "policy": self.policy,
+            "runs": self.runs,
+            "steps": self.steps,
+            "score": self.eval_score,
+            "mean": float(scores.mean()),
+            "std": std,
+            "stderr": std / math.sqrt(len(scores)) if len(scores) else 0.0,
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+            **rates,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        totals = self.run_totals()
+        return {
+            "config": {
+                "game": self.game,
+                "policy": self.policy,
+                "runs": self.runs,
+                "steps": self.steps,
+                "seed": self.seed,
+                "warmup": self.warmup,
+                "eval_score": self.eval_score,
+                **self.config,
+            },
+            "summary": self.summary(),
+            "runs": [{**totals[r], "steps": self.records[r]} for r in range(self.runs)],
+        }
+
+
+def _answer_text(env: Env, action: int | None) -> str:
+    if action is None:
+        return "unparseable"
+    text = env.format_answer(action)
+    return text.removeprefix("<answer>").removesuffix("</answer>").strip()
+
+
+def evaluate(
+    env: Env,
+    policy: Policy,
+    *,
+    runs: int = 10,
+    steps: int = 100,
+    seed: int = 0,
+    warmup: int | None = None,
+    protocol: GameProtocol | None = None,
+    frame_sink: FrameSink | None = None,
+    progress: Any = None,
+) -> EvalResult:
+    """Run the evaluation protocol (module doc) and return every step's record.
+
+    Args:
+        env: the game (unwrapped or wrapped; it is wrapped in ``AutoReset`` here).
+        policy: a :class:`~bridges.policies.Policy`.
+        runs, steps: k parallel runs of this many steps (the paper: 10 and 100).
+        seed: seeds the warm-up, the env's randomness and the policy's key.
+        warmup: random actions before the runs (default: the game's ``eval_warmup``).
+        protocol: scoring rule (default: ``protocol_for(env)``).
+        frame_sink: called with ``(step, images (k, H, W, 3) uint8, records)`` before each
+            step (``records`` is that step's k records) and once after the last step with
+            ``records=None``: videos are written through it.
+        progress: an optional tqdm-like object with ``update(n)``.
+    """
+    for name, value, lo in (("runs", runs, 1), ("steps", steps, 1), ("seed", seed, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (lo is not None and value < lo):
+            raise ValueError(f"{name}={value!r} is out of range; allowed: an int" + (f" >= {lo}" if lo else ""))
+    protocol = protocol or protocol_for(env)
+    warmup = protocol.eval_warmup if warmup is None else warmup
+    sampler = StateSampler(env, mode="paper", depth=warmup, seed=int(seed))
+    states, images = sampler.sample(runs)
+    stepper = AutoReset(env)
+    step_fn = jax.jit(jax.vmap(stepper.step))
+    render_fn = jax.jit(jax.vmap(env.render))
+    prompts = prompts_for(env, runs)
+    key = jax.random.fold_in(jax.random.key(int(seed)), 1)
+
+    records: list[list[dict[str, Any]]] = [[] for _ in range(runs)]
+    totals = np.zeros(runs, np.float64)
+    for t in range(steps):
+        key, policy_key, step_key = jax.random.split(key, 3)
+        responses = policy(Observation(images=images, prompts=prompts, states=states, key=policy_key))
+        if isinstance(responses, str) or len(responses) != runs:
+            raise PolicyError(f"policy {policy.name} returned {len(responses)} responses for {runs} boards")
+        host = jax.device_get(states)
+        parsed = [parse_action(env, response) for response in responses]
+        actions = np.array([a for a, _ in parsed], np.int32)
+        nxt = step_fn(states, actions, jax.random.split(step_key, runs))
+        raw = np.asarray(nxt.reward, np.float64)
+        legal = np.asarray(nxt.last_action_legal)
+        ended = np.asarray(nxt.terminated | nxt.truncated)
+        points = np.asarray(protocol.eval_points(raw), np.float64)
+        step_records = []
+        for r in range(runs):
+            action = int(actions[r]) if parsed[r][1] else None
+            totals[r] += points[r]
+            record = {
+                "step": t,
+                "response": responses[r],
+                "action": action,
+                "answer": _answer_text(env, action),
+                "legal": bool(legal[r]),
+                "raw_reward": float(raw[r]),
+                "points": float(points[r]),
+                "cumulative": float(totals[r]),
+                "episode_end": bool(ended[r]),
+                "format": int(format_ok(responses[r])),
+                "perception": int(perception_ok(responses[r], env.describe(unbatch(host, r)))),
+            }
+            records[r].append(record)
+            step_records.append(record)
+        if frame_sink is not None:
+            frame_sink(t, np.asarray(images), step_records)
+        states = nxt
+        images = render_fn(states)
+        if progress is not None:
+            progress.update(1)
+    if frame_sink is not None:
+        frame_sink(steps, np.asarray(images), None)
+    return EvalResult(
+        game=env.id,
+        policy=policy.name,
+        runs=int(runs),
+        steps=int(steps),
+        seed=int(seed),
+        warmup=int(warmup),
+        eval_score=protocol.eval_score,
+        records=records,
+        scores=totals,
+    )
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def video_format(requested: str = "auto") -> str:
+    """``"mp4"`` if an ffmpeg encoder is available (the ``imageio-ffmpeg`` package ships
+    one), else ``"gif"``; or the requested one (``"mp4"`` raises if it cannot be written)."""
+    if requested not in ("auto", "mp4", "gif"):
+        raise ValueError(f"video format {requested!r} is not one of ('auto', 'mp4', 'gif')")
+    if requested == "gif":
+        return "gif"
+    try:
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+        return "mp4"
+    except (ImportError, RuntimeError) as error:
+        if requested == "mp4":
+            message = f"mp4 videos need the imageio-ffmpeg package (pip install imageio-ffmpeg): {error}"
+            raise ValueError(message) from None
+        return "gif"
+
+
+CAPTION_BACKGROUND = (32, 32, 32)
+CAPTION_TEXT = (240, 240, 240)
+
+
+def caption_frame(image: np.ndarray, caption: str, pad_to: int = 16) -> np.ndarray:
+    """The frame with a caption bar below it, padded to a multiple of ``pad_to`` pixels
+    (video codecs want even sizes, ``pad_to=16`` avoids any rescaling)."""
+    from renderers import text
+
+    height, width, _ = image.shape
+    bar = max(14, height // 14)
+    total_h = -(-(height + bar) // pad_to) * pad_to
+    total_w = -(-width // pad_to) * pad_to
+    frame = np.empty((total_h, total_w, 3), np.uint8)
+    frame[:] = CAPTION_BACKGROUND
+    frame[:height, :width] = image
+    printable = "".join(c if 32 <= ord(c) < 127 else "?" for c in caption)
+    if printable:
+        text.draw_text(
+            frame, printable, int(bar * 0.7), CAPTION_TEXT,
+            center=(height + (total_h - height) // 2, total_w // 2), max_width=total_w - 4,
+        )
+    return frame
+
+
+class VideoRecorder:
+    """A :data:`FrameSink` writing one video per run (``run00.mp4``, ... or ``.gif``).
+
+    Each frame is the board before a step, captioned with the step, the parsed answer,
+    its raw reward and the run's score so far; the last frame shows the final board."""
+
+    def __init__(
+        self, out_dir: str | Path, runs: int, *, fps: float = 2.0, fmt: str = "auto", steps: int | None = None
+    ):
+        self.out_dir = Path(out_dir)
+        self.runs, self.fps, self.steps = runs, float(fps), steps
+        self.format = video_format(fmt)
+        self.paths = [self.out_dir / f"run{r:02d}.{self.format}" for r in range(runs)]
+        self._writers: list[Any] | None = None
+        self._last_score: list[float] = [0.0] * runs
+
+    def _open(self) -> list[Any]:
+        import imageio.v2 as imageio
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.format == "mp4":
+            # ffmpeg runs as a subprocess: fork-then-exec is safe, JAX's fork warning is noise.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+                return [
+                    imageio.get_writer(p, fps=self.fps, codec="libx264", quality=7, pixelformat="yuv420p",
+                                       macro_block_size=16, ffmpeg_log_level="error")
+                    for p in self.paths
+                ]
+        return [imageio.get_writer(p, mode="I", duration=1000.0 / self.fps, loop=0) for p in self.paths]
+
+    def __call__(self, step: int, images: np.ndarray, records: list[dict[str, Any]] | None) -> None:
+        if self._writers is None:
+            self._writers = self._open()
+        of = f"/{self.steps}" if self.steps else ""
+        for r, writer in enumerate(self._writers):
+            if records is None:
+                caption = f"run {r}  end  score {self._last_score[r]:g}"
+            else:
+                rec = records[r]
+                caption = (
+                    f"run {r}  step {step + 1}{of}  answer {rec['answer']}  "
+                    f"reward {rec['raw_reward']:+g}  score {rec['cumulative']:g}"
+                )
+            writer.append_data(caption_frame(images[r], caption))
+        if records is not None:
+            self._last_score = [rec["cumulative"] for rec in records]
+
+    def close(self) -> list[Path]:
+        for writer in self._writers or []:
+            writer.close()
+        self._writers = None
+        return self.paths
+
+
+def plot_cumulative(result: EvalResult, path: str | Path) -> Path:
+    """A PNG of each run's cumulative score over the steps, and their mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cumulative = np.concatenate([np.zeros((result.runs, 1)), result.cumulative], axis=1)
+    steps = np.arange(0, result.steps + 1)
+    summary = result.summary()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for r in range(result.runs):
+        ax.plot(steps, cumulative[r], lw=0.9, alpha=0.5, label="runs" if r == 0 else None)
+    ax.plot(steps, cumulative.mean(axis=0), color="black", lw=2.2, label="mean")
+    ylabel = "cumulative merge score" if result.eval_score == "raw" else "cumulative successful moves"
+    ax.set(xlabel="step", ylabel=ylabel,
+           title=f"{result.game}, {result.policy}: {summary['mean']:.1f} ± {summary['stderr']:.1f} "
+                 f"(mean ± s.e., {result.runs} runs)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_json(result: EvalResult, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    return path
+
+
+def summary_table(result: EvalResult) -> str:
+    """A plain-text table: one line per run, then the mean ± standard error."""
+    totals = result.run_totals()
+    summary = result.summary()
+    header = f"{'run':>4} {'score':>10} {'raw':>10} {'legal':>6} {'parsed':>6} {'format':>6} {'percep':>6} {'ended':>5}"
+    lines = [f"{result.game}  policy {result.policy}  {result.runs} runs x {result.steps} steps  "
+             f"(warm-up {result.warmup}, score = {'raw reward' if result.eval_score == 'raw' else 'successful moves'})",
+             header, "-" * len(header)]
+    for t in totals:
+        lines.append(
+            f"{t['run']:>4} {t['score']:>10.1f} {t['raw_reward']:>10.1f} {t['legal_rate']:>6.0%} "
+            f"{t['parsed_rate']:>6.0%} {t['format_rate']:>6.0%} {t['perception_rate']:>6.0%} {t['episodes_ended']:>5}"
+        )
+    lines.append("-" * len(header))
+    lines.append(
+        f"mean {summary['mean']:.2f} ± {summary['stderr']:.2f} (standard error; std {summary['std']:.2f}, "
+        f"min {summary['min']:g}, max {summary['max']:g})"
+    )
+    return "\n".join(lines)

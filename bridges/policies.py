@@ -1,0 +1,369 @@
+"""Policies for evaluation: boards in, response texts out.
+
+Every policy is called once per evaluation step with an :class:`Observation` of the k
+parallel runs and returns k response strings, which the evaluator parses with
+``env.parse_answer`` like any model's text, so baselines and models share one pipeline.
+
+``make_policy(spec, env, ...)`` builds one from a string:
+
+- ``random``: uniform over the game's answer space, i.e. answers a person could type
+  (2048: a direction 0..3; pair games: two uniformly random cells of the board). See
+  ``GameProtocol.random_answer``.
+- ``legal-random``: uniform over the legal actions.
+- ``greedy``: the legal action with the best immediate raw reward, ties broken at random.
+- ``openai:<base_url>``: an OpenAI-compatible chat-completions server (``vllm serve``,
+  ...) given ``model=``; images go as base64 PNG data URLs, requests run concurrently,
+  with timeouts and retries. The API key is read from the environment (``api_key_env``).
+- ``hf:<path>``: a local transformers checkpoint, batched generation.
+- ``module:function``: any callable ``(images, prompts) -> responses`` where ``images``
+  is a read-only ``(k, H, W, 3)`` uint8 numpy array and ``prompts`` k strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import importlib.util
+import io
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bridges.protocol import GameProtocol, protocol_for
+from bridges.sampler import random_action
+from bridges.torch_io import images_to_numpy
+from jaxgym.core import Env, PRNGKey, State
+
+BUILTIN = ("random", "legal-random", "greedy")
+
+
+@dataclass
+class Observation:
+    """What a policy sees at one evaluation step, for k parallel runs.
+
+    Attributes:
+        images: ``(k, H, W, 3)`` uint8 JAX array, the rendered boards (never modify it).
+        prompts: k prompt strings.
+        states: the k game states (a batched pytree): baselines read legal masks from it;
+            a model policy must not (it sees only the images and prompts).
+        key: a JAX key for this step's randomness.
+    """
+
+    images: jax.Array
+    prompts: list[str]
+    states: State
+    key: PRNGKey
+
+    @property
+    def size(self) -> int:
+        return len(self.prompts)
+
+
+class Policy:
+    """Base class: ``policy(observation) -> list of k response strings``."""
+
+    name: str = "policy"
+
+    def __call__(self, obs: Observation) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources (threads, models)."""
+
+
+class PolicyError(RuntimeError):
+    """A policy could not produce responses (a server down, a bad callable)."""
+
+
+class RandomPolicy(Policy):
+    """Uniform over the answer space of the game (``GameProtocol.random_answer``)."""
+
+    name = "random"
+
+    def __init__(self, env: Env, protocol: GameProtocol | None = None, seed: int = 0):
+        self.env = env
+        self.answer = (protocol or protocol_for(env)).random_answer
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: Observation) -> list[str]:
+        if self.answer is not None:
+            return list(self.answer(self.env, self.rng, obs.size))
+        return [self.env.format_answer(int(a)) for a in self.rng.integers(0, self.env.num_actions, obs.size)]
+
+
+class LegalRandomPolicy(Policy):
+    """Uniform over the legal actions (uniform over all where none is legal)."""
+
+    name = "legal-random"
+
+    def __init__(self, env: Env):
+        self.env = env
+        num_actions = env.num_actions
+        self._pick = jax.jit(jax.vmap(lambda s, k: random_action(s, k, "legal", num_actions)))
+
+    def __call__(self, obs: Observation) -> list[str]:
+        actions = self._pick(obs.states, jax.random.split(obs.key, obs.size))
+        return [self.env.format_answer(int(a)) for a in np.asarray(actions)]
+
+
+class GreedyPolicy(Policy):
+    """The legal action with the best immediate raw reward; ties broken uniformly at random.
+
+    Only legal actions are stepped (gathered on the host and padded to a power of two, so a
+    game with many flat actions costs what its legal moves cost), each with the same key."""
+
+    name = "greedy"
+
+    def __init__(self, env: Env):
+        self.env = env
+
+        def rewards(state: State, candidates: jax.Array, key: PRNGKey) -> jax.Array:
+            stepped = jax.vmap(env.step, in_axes=(None, 0, None))(state, candidates, key)
+            return stepped.reward
+
+        self._rewards = jax.jit(jax.vmap(rewards))
+
+    def __call__(self, obs: Observation) -> list[str]:
+        mask = np.asarray(obs.states.legal_action_mask)
+        legal = [np.flatnonzero(row) for row in mask]
+        width = 1 << max(0, int(max(len(c) for c in legal) - 1).bit_length())
+        candidates = np.zeros((obs.size, width), np.int32)
+        valid = np.zeros((obs.size, width), bool)
+        for i, c in enumerate(legal):
+            if len(c) == 0:  # a finished board: any action is as good as another
+                c = np.arange(min(self.env.num_actions, width))
+            candidates[i, : len(c)] = c
+            candidates[i, len(c) :] = c[0]
+            valid[i, : len(c)] = True
+        step_key, tie_key = jax.random.split(obs.key)
+        rewards = np.asarray(self._rewards(obs.states, jnp.asarray(candidates), jax.random.split(step_key, obs.size)))
+        rewards = np.where(valid, rewards, -np.inf)
+        best = valid & (rewards == rewards.max(axis=1, keepdims=True))
+        noise = np.asarray(jax.random.uniform(tie_key, best.shape))
+        choice = np.argmax(np.where(best, noise, -1.0), axis=1)
+        return [self.env.format_answer(int(candidates[i, j])) for i, j in enumerate(choice)]
+
+
+class CallablePolicy(Policy):
+    """Wraps ``fn(images, prompts) -> responses`` (images a read-only numpy batch)."""
+
+    def __init__(self, fn: Callable[[np.ndarray, list[str]], Sequence[str]], name: str = "callable"):
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, obs: Observation) -> list[str]:
+        responses = self.fn(images_to_numpy(obs.images), list(obs.prompts))
+        if isinstance(responses, str) or not isinstance(responses, Sequence) or len(responses) != obs.size:
+            raise PolicyError(
+                f"policy {self.name} must return a list of {obs.size} strings (one per image), got "
+                f"{type(responses).__name__}"
+                + (f" of length {len(responses)}" if hasattr(responses, "__len__") else "")
+            )
+        # A non-string response is the model's problem, not the evaluator's: it is unparseable.
+        return [r if isinstance(r, str) else "" for r in responses]
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A ``data:image/png;base64,...`` URL of one ``(H, W, 3)`` uint8 image."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def chat_messages(prompt: str, image_url: str) -> list[dict[str, Any]]:
+    """One user turn with the board image and the prompt, in the OpenAI chat format."""
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_url}},
+                {"type": "text", "text": prompt},
+            ],
+        }
+    ]
+
+
+RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+class OpenAIPolicy(Policy):
+    """An OpenAI-compatible ``/chat/completions`` server (standard library HTTP only).
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/chat/completions`` is
+            appended unless the URL already ends with it).
+        model: the served model name.
+        api_key_env: environment variable holding the API key (sent as a Bearer token if
+            set; local servers usually need none).
+        max_tokens, temperature: sampling settings sent with every request.
+        concurrency: requests in flight at once (a thread pool).
+        timeout: seconds per request attempt.
+        retries: further attempts after a failed one (connection errors, timeouts, HTTP 408,
+            409, 425, 429 and 5xx), with exponential backoff from ``backoff`` seconds.
+        on_error: ``"raise"`` (a :class:`PolicyError` naming the URL and the last failure) or
+            ``"unparseable"`` (the failed request's response is empty text, scored as an
+            unparseable answer, and the error is kept in ``self.errors``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        max_tokens: int = 2048,
+        temperature: float = 0.0,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        on_error: str = "raise",
+        extra_body: dict[str, Any] | None = None,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"openai base URL must start with http:// or https://, got {base_url!r}")
+        if not model:
+            raise ValueError(
+                "an openai: policy needs a model name (--model NAME, as the server lists it at /v1/models)"
+            )
+        if on_error not in ("raise", "unparseable"):
+            raise ValueError(f"on_error={on_error!r} is not one of ('raise', 'unparseable')")
+        if concurrency < 1 or retries < 0 or timeout <= 0:
+            raise ValueError(
+                f"need concurrency >= 1, retries >= 0, timeout > 0; got {concurrency}, {retries}, {timeout}"
+            )
+        url = base_url.rstrip("/")
+        self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
+        self.model = model
+        self.name = f"openai-{model}"
+        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.max_tokens, self.temperature = int(max_tokens), float(temperature)
+        self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.on_error = on_error
+        self.extra_body = dict(extra_body or {})
+        self.errors: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-policy")
+
+    def request_body(self, prompt: str, image: np.ndarray) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": chat_messages(prompt, png_data_url(image)),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            **self.extra_body,
+        }
+
+    def _post(self, body: bytes) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            return json.loads(reply.read().decode("utf-8"))
+
+    def complete(self, prompt: str, image: np.ndarray) -> str:
+        """One chat completion's text, retrying transient failures (see class doc)."""
+        body = json.dumps(self.request_body(prompt, image)).encode("utf-8")
+        failure = "no attempt made"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                reply = self._post(body)
+            except urllib.error.HTTPError as error:
+                detail = error.read()[:300].decode("utf-8", "replace")
+                failure = f"HTTP {error.code} {error.reason}: {detail}"
+                if error.code not in RETRY_STATUS:
+                    break
+                continue
+            except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                failure = f"timed out after {self.timeout:g}s" if "timed out" in str(reason) else f"{reason}"
+                continue
+            except json.JSONDecodeError as error:
+                failure = f"the reply is not JSON ({error})"
+                continue
+            try:
+                content = reply["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                failure = f"the reply has no choices[0].message.content: {json.dumps(reply)[:300]}"
+                break
+            return content if isinstance(content, str) else ""
+        message = f"request to {self.url} (model {self.model!r}) failed after {attempt + 1} attempt(s): {failure}"
+        if self.on_error == "raise":
+            raise PolicyError(message + " (check that the server is up and serves this model; "
+                              "--on-request-error unparseable scores failed requests as unparseable instead)")
+        self.errors.append(message)
+        return ""
+
+    def __call__(self, obs: Observation) -> list[str]:
+        images = images_to_numpy(obs.images)
+        return list(self._pool.map(self.complete, obs.prompts, list(images)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``"package.module:function"`` (or ``path/to/file.py:function``) to the callable."""
+    module_name, _, attr = spec.rpartition(":")
+    if not module_name or not attr:
+        raise ValueError(f"a callable policy is 'module:function', got {spec!r}")
+    if module_name.endswith(".py"):
+        spec_obj = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
+        if spec_obj is None or spec_obj.loader is None or not os.path.exists(module_name):
+            raise ValueError(f"cannot load {module_name!r}: no such Python file")
+        module = importlib.util.module_from_spec(spec_obj)
+        spec_obj.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ValueError(f"cannot import module {module_name!r} for policy {spec!r}: {error}") from error
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (policy {spec!r})")
+    if not callable(fn):
+        raise ValueError(f"{spec!r} is not callable")
+    return fn
+
+
+def make_policy(spec: str, env: Env, *, seed: int = 0, model: str | None = None, **options: Any) -> Policy:
+    """Build a policy from its spec string (see module doc). ``options`` go to the
+    OpenAI policy (``api_key_env``, ``max_tokens``, ``temperature``, ``concurrency``,
+    ``timeout``, ``retries``, ``on_error``) or the HF policy (``max_new_tokens``,
+    ``batch_size``, ...)."""
+    if spec == "random":
+        return RandomPolicy(env, seed=seed)
+    if spec == "legal-random":
+        return LegalRandomPolicy(env)
+    if spec == "greedy":
+        return GreedyPolicy(env)
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "openai":
+        return OpenAIPolicy(rest, model or "", **options)
+    if sep and kind == "hf":
+        from bridges.hf_policy import HFPolicy
+
+        return HFPolicy(rest, **options)
+    if sep:
+        return CallablePolicy(load_callable(spec), name=spec.rpartition(":")[2])
+    raise ValueError(
+        f"unknown policy {spec!r}; use one of {', '.join(BUILTIN)}, openai:<base_url> (with --model), "
+        f"hf:<checkpoint dir>, or module:function"
+    )
+

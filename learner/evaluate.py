@@ -1,0 +1,155 @@
+"""Evaluate a policy on a game under the paper's protocol ("avg@10").
+
+    python learner/evaluate.py --game 2048 --policy random
+    python learner/evaluate.py --game shisensho --policy greedy --runs 10 --steps 100 --seed 0
+    python learner/evaluate.py --game swap --policy openai:http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct
+    python learner/evaluate.py --game 2048 --policy hf:runs/train-2048/checkpoint-final
+    python learner/evaluate.py --game 2048 --policy mypackage.agents:answer   # fn(images, prompts) -> responses
+
+Writes to a run directory (printed first; ``--out`` to choose it, default
+``runs/eval-<game>-<policy>-<timestamp>/``):
+    ``eval.json``       config, summary, per run totals and every step (response, parsed
+                        action, legal, raw reward, points, cumulative score, ...);
+    ``cumulative.png``  each run's cumulative score over the steps, and the mean;
+    ``run00.mp4`` ...   one video per run (GIF if no ffmpeg encoder is installed);
+and prints a table of the runs with the mean and standard error. See
+``bridges/evaluation.py`` for the protocol, ``bridges/policies.py`` for the policies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jaxgym  # noqa: E402
+from bridges.evaluation import (  # noqa: E402
+    EvalResult,
+    VideoRecorder,
+    evaluate,
+    plot_cumulative,
+    summary_table,
+    write_json,
+)
+from bridges.policies import make_policy  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a policy on a jaxgym game under the paper's protocol (k runs of N steps).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--game", required=True, help=f"game id, one of {jaxgym.registered_games()}")
+    parser.add_argument(
+        "--policy", required=True,
+        help="random | legal-random | greedy | openai:<base_url> | hf:<checkpoint dir> | module:function",
+    )
+    parser.add_argument("--runs", type=int, default=10, help="parallel runs (the paper: 10)")
+    parser.add_argument("--steps", type=int, default=100, help="steps per run (the paper: 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=None, help="random warm-up actions (default: the game's)")
+    parser.add_argument("--out", default=None, help="run directory (default: runs/eval-<game>-<policy>-<timestamp>)")
+    parser.add_argument("--size", type=int, default=None, help="board size, for games that have one")
+    parser.add_argument("--image-size", type=int, default=None, help="rendered image side in pixels")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="any other game parameter (VALUE read as JSON if it parses, else a string); repeatable",
+    )
+    parser.add_argument("--model", default=None, help="model name for openai: policies")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key")
+    parser.add_argument("--max-tokens", type=int, default=2048, help="generation budget per response")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+    parser.add_argument("--timeout", type=float, default=300.0, help="openai: seconds per request attempt")
+    parser.add_argument("--retries", type=int, default=3, help="openai: retries of a failed request")
+    parser.add_argument(
+        "--on-request-error", choices=("raise", "unparseable"), default="raise",
+        help="openai: stop, or score a request that failed every retry as an unparseable answer",
+    )
+    parser.add_argument("--video", choices=("auto", "mp4", "gif", "none"), default="auto")
+    parser.add_argument("--fps", type=float, default=2.0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def game_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.size is not None:
+        params["size"] = args.size
+    if args.image_size is not None:
+        params["image_size"] = args.image_size
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param needs KEY=VALUE, got {item!r}")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
+
+
+def default_run_dir(game: str, policy: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy.split("://")[-1]).strip("_")[:60] or "policy"
+    return Path("runs") / f"eval-{game}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def policy_options(args: argparse.Namespace) -> dict[str, Any]:
+    kind = args.policy.partition(":")[0]
+    if kind == "openai":
+        return dict(
+            api_key_env=args.api_key_env, max_tokens=args.max_tokens, temperature=args.temperature,
+            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, on_error=args.on_request_error,
+        )
+    if kind == "hf":
+        return dict(max_new_tokens=args.max_tokens, temperature=args.temperature)
+    return {}
+
+
+def main(argv: list[str] | None = None) -> tuple[Path, EvalResult]:
+    args = parse_args(argv)
+    try:
+        env = jaxgym.make(args.game, **game_params(args))
+        policy = make_policy(args.policy, env, seed=args.seed, model=args.model, **policy_options(args))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    run_dir = Path(args.out) if args.out else default_run_dir(args.game, args.policy)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"run directory: {run_dir}", flush=True)
+
+    recorder = None if args.video == "none" else VideoRecorder(
+        run_dir, args.runs, fps=args.fps, fmt=args.video, steps=args.steps
+    )
+    from tqdm import tqdm
+
+    progress = tqdm(total=args.steps, desc=f"{env.id} {policy.name}", unit="step", disable=args.quiet)
+    try:
+        result = evaluate(
+            env, policy, runs=args.runs, steps=args.steps, seed=args.seed, warmup=args.warmup,
+            frame_sink=recorder, progress=progress,
+        )
+    finally:
+        progress.close()
+        policy.close()
+        if recorder is not None:
+            recorder.close()
+    result.config.update(
+        {"params": game_params(args), "model": args.model, "policy_spec": args.policy, "run_dir": str(run_dir)}
+    )
+    write_json(result, run_dir / "eval.json")
+    plot_cumulative(result, run_dir / "cumulative.png")
+    print(summary_table(result))
+    outputs = ["eval.json", "cumulative.png"] + ([p.name for p in recorder.paths] if recorder else [])
+    print(f"wrote {', '.join(outputs)} to {run_dir}")
+    return run_dir, result
+
+
+if __name__ == "__main__":
+    main()

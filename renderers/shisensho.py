@@ -1,0 +1,162 @@
+"""Shisen-Sho boards to RGB images: white cells on a light grey grid, a status line.
+
+Both games draw through one renderer: each cell slot shows one atlas tile, either a coloured
+shape (``draw.draw_shape``) or an image scaled into the cell with exact integer area
+weights (``draw.resize_area``). The atlas holds the empty cell, then one tile per kind (or
+per (class, image) of the image game); a frame is one gather (``renderers.compose``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgym.palette import COLOR_RGB
+from renderers import draw, text
+from renderers.compose import Canvas
+
+BACKGROUND = (255, 255, 255)
+CELL = (255, 255, 255)
+GRID = (200, 200, 200)
+INK = (0, 0, 0)
+STATUS_TEXT = (40, 40, 40)
+SHAPE_PADDING = 0.16
+"""Padding around a shape, as a fraction of the cell's inner side."""
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+class Layout:
+    """Whole-pixel geometry of a ``size x size`` board in an ``(H, W)`` image.
+
+    Cell pitch and the board's left edge are multiples of 16 where the image allows, so the
+    compositor copies 16-pixel segments (see ``renderers.compose``)."""
+
+    def __init__(self, size: int, image_size: tuple[int, int]):
+        H, W = image_size
+        self.status = max(14, H // 10)
+        margin = max(2, min(H, W) // 112)
+        avail = min(W - 2 * margin, H - self.status - 2 * margin)
+        pitch = avail // size
+        unit = 16 if pitch >= 32 else 8 if pitch >= 16 else 1
+        self.pitch = (pitch // unit) * unit
+        if self.pitch < 10:
+            raise ValueError(
+                f"image_size {image_size} is too small for a {size}x{size} board "
+                f"(cells would be {pitch} pixels; need at least 10)"
+            )
+        self.unit = unit
+        side = size * self.pitch
+        left = (W - side) // 2
+        self.left = (left // unit) * unit if left >= unit else left
+        self.top = self.status + (H - self.status - side) // 2
+        self.gap = max(2, self.pitch // 16) // 2 * 2
+        self.inner = self.pitch - self.gap
+        self.size = size
+
+    def cell_origins(self) -> list[tuple[int, int]]:
+        p = self.pitch
+        return [(self.top + r * p, self.left + c * p) for r in range(self.size) for c in range(self.size)]
+
+    def blank_cell(self) -> np.ndarray:
+        """A ``pitch x pitch`` empty cell: white inside, half a grid line on every side."""
+        tile = np.empty((self.pitch, self.pitch, 3), np.uint8)
+        tile[:] = GRID
+        g = self.gap // 2
+        tile[g : g + self.inner, g : g + self.inner] = CELL
+        return tile
+
+
+def shape_tiles(layout: Layout, colors: int, shapes: int) -> np.ndarray:
+    """``(1 + colors * shapes, pitch, pitch, 3)``: the empty cell, then kind ``k`` at ``k``
+    (colour ``(k - 1) // shapes``, shape ``(k - 1) % shapes``)."""
+    blank = layout.blank_cell()
+    tiles = [blank]
+    padding = max(1.0, layout.inner * SHAPE_PADDING) + layout.gap / 2
+    outline = max(1.0, layout.pitch / 40)
+    for color in COLOR_RGB[:colors]:
+        for shape in draw.SHAPES[:shapes]:
+            tile = blank.copy()
+            draw.draw_shape(tile, shape, color, padding=padding, outline=outline, outline_color=INK)
+            tiles.append(tile)
+    return np.stack(tiles)
+
+
+def image_tiles(layout: Layout, images: np.ndarray) -> np.ndarray:
+    """``(1 + classes * images, pitch, pitch, 3)``: the empty cell, then image ``i`` of
+    class ``c`` at ``1 + c * images + i``, area-resampled into the cell."""
+    classes, per_class = images.shape[:2]
+    border = max(1, layout.pitch // 32)
+    side = layout.inner - 2 * border
+    scaled = draw.resize_area(images.reshape(-1, *images.shape[2:]), side, side)
+    blank = layout.blank_cell()
+    tiles = np.repeat(blank[None], 1 + classes * per_class, axis=0)
+    at = layout.gap // 2 + border
+    tiles[1:, at : at + side, at : at + side] = scaled
+    return tiles
+
+
+class ShisenShoRenderer:
+    """Callable ``state -> (H, W, 3) uint8`` for either Shisen-Sho game."""
+
+    def __init__(self, size: int, image_size: tuple[int, int], cell_tiles: np.ndarray, images_per_class: int | None):
+        H, W = image_size
+        layout = Layout(size, image_size)
+        self.layout = layout
+        self.images_per_class = images_per_class
+        background = np.empty((H, W, 3), np.uint8)
+        background[:] = BACKGROUND
+        # The outer half of the board's border line; cells bring the inner half.
+        g, side = layout.gap // 2, size * layout.pitch
+        background[layout.top - g : layout.top + side + g, layout.left - g : layout.left + side + g] = GRID
+
+        status = layout.status
+        text_height = max(8, int(status * 0.5))
+        text_top = (status - text_height) // 2 + max(1, status // 16)
+        digit = max(text.text_width(d, text_height) for d in "0123456789")
+        glyph_w = _round_up(digit, 16) if _round_up(digit, 16) - digit <= max(2, digit // 4) else _round_up(digit, 8)
+        canvas = Canvas(background)
+        x = max(layout.left, 2)
+        self.counters = []
+        counters = (("score", "Score: ", len(str(size * size // 2))), ("tiles", "Tiles left: ", len(str(size * size))))
+        for name, label, slots in counters:
+            text.draw_text(background, label, text_height, STATUS_TEXT, top_left=(text_top, x))
+            x = _round_up(x + text.text_width(label, text_height), glyph_w)
+            if x + slots * glyph_w > W:
+                raise ValueError(f"image_size {image_size} is too narrow for the status line")
+            digits = text.number_tiles(
+                status, glyph_w, STATUS_TEXT, BACKGROUND, text_height=text_height, text_top=text_top
+            )
+            canvas.add_slots(name, [(0, x + k * glyph_w) for k in range(slots)], digits)
+            self.counters.append((name, slots))
+            x += slots * glyph_w + 2 * glyph_w
+        canvas.add_slots("cell", layout.cell_origins(), cell_tiles)
+        self.compositor = canvas.build()
+        self.image_shape = self.compositor.image_shape
+
+    @classmethod
+    def for_shapes(cls, env: Any) -> ShisenShoRenderer:
+        layout = Layout(env.size, env.image_size)
+        return cls(env.size, env.image_size, shape_tiles(layout, env.colors, env.shapes), None)
+
+    @classmethod
+    def for_images(cls, env: Any) -> ShisenShoRenderer:
+        layout = Layout(env.size, env.image_size)
+        return cls(env.size, env.image_size, image_tiles(layout, env.tiles.images), env.images_per_class)
+
+    def tile_ids(self, state: Any) -> jax.Array:
+        board = state.board.reshape(-1)
+        if self.images_per_class is None:
+            return board
+        picture = jnp.clip(state.picture.reshape(-1), 0, self.images_per_class - 1)
+        return jnp.where(board > 0, 1 + (board - 1) * self.images_per_class + picture, 0)
+
+    def __call__(self, state: Any) -> jax.Array:
+        values = {"score": state.score, "tiles": jnp.sum(state.board != 0, dtype=jnp.int32)}
+        ids = {name: text.number_glyph_ids(values[name], slots) for name, slots in self.counters}
+        return self.compositor({"cell": self.tile_ids(state), **ids})

@@ -1,0 +1,36 @@
+"""Shared helpers of the bridges and evaluator tests: every registered game, small images."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+import jaxgym
+
+GAMES = jaxgym.registered_games()
+SMALL_IMAGE = 64
+
+
+@functools.cache
+def small_env(game_id: str) -> jaxgym.Env:
+    """The game at its default rules with small images (cached: one compile per test module)."""
+    return jaxgym.make(game_id, image_size=SMALL_IMAGE)
+
+
+def index(states, b):
+    """State ``b`` of a batch."""
+    return jax.tree_util.tree_map(lambda x: x[b], states)
+
+
+def leaves_equal(a, b) -> bool:
+    """True if two pytrees have identical leaves (values, shapes and dtypes)."""
+    import numpy as np
+
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    return len(la) == len(lb) and all(
+        np.asarray(x).shape == np.asarray(y).shape
+        and np.asarray(x).dtype == np.asarray(y).dtype
+        and np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(la, lb, strict=True)
+    )

@@ -1,0 +1,183 @@
+"""Group scoring: B states x n responses -> reward components, checked against env.step."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from bridges_support import GAMES, index, leaves_equal, small_env
+
+from bridges.protocol import protocol_for
+from bridges.sampler import StateSampler
+from bridges.scoring import GroupScorer, format_ok, perception_ok
+from jaxgym import INVALID_ACTION
+
+B, N = 6, 5
+
+
+@pytest.fixture(scope="module", params=GAMES)
+def batch(request):
+    env = small_env(request.param)
+    states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)
+    return env, states
+
+
+def full_response(env, state, action: int, perception: str | None = None) -> str:
+    truth = env.describe(state) if perception is None else perception
+    return f"<perception>\n{truth}\n</perception>\n<think>try it</think>\n{env.format_answer(action)}"
+
+
+def mixed_responses(env, states, rng):
+    """Per state: a legal action, an illegal or random one, an unparseable text, a bare
+    answer without the other tags, and a response whose perception describes another board."""
+    responses, expected_actions = [], []
+    for b in range(B):
+        state = index(states, b)
+        legal = np.flatnonzero(np.asarray(state.legal_action_mask))
+        illegal = np.flatnonzero(~np.asarray(state.legal_action_mask))
+        a_legal = int(rng.choice(legal))
+        a_other = int(rng.choice(illegal)) if len(illegal) else int(rng.integers(env.num_actions))
+        a_bare = int(rng.integers(env.num_actions))
+        other_board = env.describe(index(states, (b + 1) % B))
+        group = [
+            full_response(env, state, a_legal),
+            full_response(env, state, a_other),
+            "<perception>x</perception><think>no answer here</think>",
+            env.format_answer(a_bare),
+            full_response(env, state, a_legal, perception=other_board),
+        ]
+        responses.append(group)
+        expected_actions.append([a_legal, a_other, INVALID_ACTION, a_bare, a_legal])
+    return responses, np.array(expected_actions, np.int32)
+
+
+def test_rewards_equal_per_state_env_step(batch):
+    env, states = batch
+    before = jax.device_get(states)
+    responses, expected_actions = mixed_responses(env, states, np.random.default_rng(0))
+    key = jax.random.key(3)
+    scores = GroupScorer(env).score(states, responses, key)
+
+    np.testing.assert_array_equal(scores.actions, expected_actions)
+    np.testing.assert_array_equal(scores.parsed, expected_actions != INVALID_ACTION)
+    np.testing.assert_array_equal(scores.format, np.tile([1, 1, 0, 0, 1], (B, 1)))
+    step = jax.jit(env.step)
+    keys = jax.random.split(key, B)
+    for b in range(B):
+        for i in range(N):
+            oracle = step(index(states, b), jnp.int32(expected_actions[b, i]), keys[b])
+            assert scores.raw_reward[b, i] == float(oracle.reward)
+            assert scores.legal[b, i] == bool(oracle.last_action_legal)
+            assert leaves_equal(index(index(scores.next_states, b), i), oracle)
+    # The legal action is legal, the unparseable one took the invalid-move outcome.
+    assert scores.legal[:, 0].all() and not scores.legal[:, 2].any()
+    # Perception: exact ground truth accepted (with surrounding whitespace), other boards rejected.
+    truths = [env.describe(index(states, b)) for b in range(B)]
+    truths_differ = np.array([truths[b] != truths[(b + 1) % B] for b in range(B)])
+    np.testing.assert_array_equal(scores.perception[:, 0], 1)
+    np.testing.assert_array_equal(scores.perception[:, 4], ~truths_differ)
+    # Paper weights and sign shaping.
+    protocol = protocol_for(env)
+    np.testing.assert_array_equal(scores.game, np.where(scores.raw_reward > 0, 1.0, -1.0))
+    expected = scores.game + protocol.w_format * scores.format + protocol.w_perception * scores.perception
+    np.testing.assert_allclose(scores.overall, expected, rtol=0, atol=1e-6)
+    # The input states are unchanged.
+    assert leaves_equal(before, states)
+
+
+def test_the_same_action_n_times_gives_n_identical_outcomes(batch):
+    env, states = batch
+    rng = np.random.default_rng(1)
+    responses = []
+    for b in range(B):
+        action = int(rng.choice(np.flatnonzero(np.asarray(states.legal_action_mask[b]))))
+        responses.append([full_response(env, index(states, b), action)] * N)
+    scores = GroupScorer(env).score(states, responses, jax.random.key(0))
+    for name in ("actions", "raw_reward", "game", "format", "perception", "overall", "legal"):
+        values = getattr(scores, name)
+        assert values.shape == (B, N)
+        assert (values == values[:, :1]).all(), name
+    for leaf in jax.tree_util.tree_leaves(scores.next_states):
+        leaf = np.asarray(leaf)
+        assert leaf.shape[:2] == (B, N)
+        assert (leaf == leaf[:, :1]).all()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(w_format=0.5, w_perception=2.0, shaping="raw"),
+        dict(w_format=0.0, w_perception=0.0, shaping="legal", w_game=3.0),
+        dict(shaping=lambda raw, legal: jnp.where(legal, jnp.log1p(jnp.maximum(raw, 0.0)), -2.0)),
+    ],
+    ids=["raw", "legal", "callable"],
+)
+def test_weights_and_shaping_are_applied(batch, overrides):
+    env, states = batch
+    responses, _ = mixed_responses(env, states, np.random.default_rng(2))
+    s = GroupScorer(env, **overrides).score(states, responses, jax.random.key(4))
+    w_format = overrides.get("w_format", protocol_for(env).w_format)
+    w_perception = overrides.get("w_perception", protocol_for(env).w_perception)
+    w_game = overrides.get("w_game", 1.0)
+    shaping = overrides["shaping"]
+    if shaping == "raw":
+        game = s.raw_reward
+    elif shaping == "legal":
+        game = np.where(s.legal, 1.0, -1.0)
+    else:
+        game = np.where(s.legal, np.log1p(np.maximum(s.raw_reward, 0.0)), -2.0)
+    np.testing.assert_allclose(s.game, game, rtol=1e-6)
+    np.testing.assert_allclose(s.overall, w_game * game + w_format * s.format + w_perception * s.perception, rtol=1e-6)
+
+
+@pytest.mark.parametrize("game_id", GAMES)
+def test_perception_check_accepts_only_the_exact_board(game_id):
+    env = small_env(game_id)
+    states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)
+    truth = env.describe(index(states, 0))
+    for padded in (truth, f"  {truth}  ", f"\n\n{truth}\n", f"\t{truth}\r\n"):
+        assert perception_ok(f"<perception>{padded}</perception><answer>0</answer>", truth)
+    others = {env.describe(index(states, b)) for b in range(1, B)} - {truth}
+    assert others, "the sampled boards should not all be the same"
+    mutations = {
+        truth.rstrip()[:-1],                # the last cell cut short
+        truth + "\n" + truth.split("\n")[0],  # an extra row
+        truth.replace("\n", " ", 1),        # two rows joined
+        truth.upper() if truth.upper() != truth else truth + "x",
+    }
+    for wrong in others | mutations:
+        assert wrong.strip() != truth.strip()
+        assert not perception_ok(f"<perception>{wrong}</perception>", truth)
+    assert not perception_ok("no block", truth)
+    assert not perception_ok(None, truth)
+
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("<perception>a</perception><think>b</think><answer>1</answer>", True),
+        ("<ANSWER>1</ANSWER><Think>b</Think><perception>a</perception>", True),
+        ("<perception>a</perception><think>b</think><answer>1", False),
+        ("<perception></perception><think></think><answer></answer>", True),
+        ("</perception><perception><think>b</think><answer>1</answer>", False),
+        ("", False),
+    ],
+)
+def test_format_component(text, ok):
+    assert format_ok(text) is ok
+
+
+def test_bad_response_shapes_raise(batch):
+    env, states = batch
+    scorer = GroupScorer(env)
+    with pytest.raises(ValueError, match="one per state"):
+        scorer.score(states, [["a"]] * (B - 1), jax.random.key(0))
+    with pytest.raises(ValueError, match="same number"):
+        scorer.score(states, [["a"]] * (B - 1) + [["a", "b"]], jax.random.key(0))
+    with pytest.raises(ValueError, match="same number"):
+        scorer.score(states, ["a"] * B, jax.random.key(0))
+    with pytest.raises(ValueError, match="unknown protocol field"):
+        GroupScorer(env, w_fromat=1.0)
+    with pytest.raises(ValueError, match="shaping"):
+        GroupScorer(env, shaping="square")
