@@ -94,11 +94,11 @@ class GRPOTrainer:
 
     def __init__(self, config: TrainConfig, *, scorer: Any = None, echo: Callable[[str], None] = print):
         import jax
+
+        import jaxgym
         from bridges.protocol import protocol_for
         from bridges.sampler import StateSampler
         from bridges.scoring import GroupScorer
-
-        import jaxgym
 
         self.rank, self.local_rank, self.world_size = init_distributed()
         self.config = config.validate(self.world_size)
@@ -200,6 +200,7 @@ class GRPOTrainer:
     def train_step(self) -> dict[str, Any]:
         """Run one GRPO step; returns its metrics (also written to metrics.jsonl)."""
         import jax
+
         from bridges.torch_io import images_to_numpy
 
         config, timer = self.config, _Timer()
@@ -216,7 +217,7 @@ class GRPOTrainer:
             responses = [[generation.texts[i * n + j] for j in range(n)] for i in range(self.local_states)]
             self.score_key, key = jax.random.split(self.score_key)
             scores = self.scorer.score(states, responses, key)
-            rewards = torch.as_tensor(np.asarray(scores.overall), dtype=torch.float32)
+            rewards = torch.tensor(np.array(scores.overall, dtype=np.float32))
             advantages = algorithms.group_advantages(
                 rewards, std_normalize=config.advantage_std_normalize, eps=config.advantage_eps
             )
