@@ -45,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from learner.trainer import run
+    from learner.trainer import GRPOTrainer
 
-    run(config)
+    try:
+        trainer = GRPOTrainer(config)
+    except ValueError as error:  # bad input found while building the run (model, game, sizes)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    trainer.train()
     return 0
 
 

@@ -100,8 +100,11 @@ class GRPOTrainer:
         from bridges.sampler import StateSampler
         from bridges.scoring import GroupScorer
 
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
         self.rank, self.local_rank, self.world_size = init_distributed()
         self.config = config.validate(self.world_size)
+        if config.torch_threads > 0:
+            torch.set_num_threads(config.torch_threads)
         self.echo = echo if self.rank == 0 else (lambda _: None)
         self.env = jaxgym.make(config.game, **config.game_params)
         self.protocol = protocol_for(self.env)
@@ -508,5 +511,4 @@ def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> s
 
 def run(config: TrainConfig, **kwargs: Any) -> dict[str, Any]:
     """Build a trainer for ``config`` and train; returns the summary."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return GRPOTrainer(config, **kwargs).train()

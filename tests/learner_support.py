@@ -6,9 +6,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 
 from bridges.scoring import GroupScores
 from learner.config import TrainConfig, from_dict
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """The trainer sets torch's thread count (``torch_threads``); give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def digit_fraction(text: str) -> float:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from learner_support import TextRewardScorer, small_config
+from learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
 
 from learner import algorithms
 from learner.trainer import GRPOTrainer
