@@ -45,13 +45,13 @@ def init_distributed() -> tuple[int, int, int]:
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
-    world_size = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         import deepspeed
 
-        if world_size == 1:
-            # The CPU accelerator JIT-compiles a shared-memory op (30-80 s) that one rank never uses.
+        if not torch.cuda.is_available():
+            # The CPU accelerator JIT-compiles a shared-memory all-reduce op (30-80 s); without
+            # it DeepSpeed falls back to gloo's all-reduce, which is all a CPU run needs.
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
         if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)

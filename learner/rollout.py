@@ -184,15 +184,21 @@ class HFRolloutEngine:
 
 
 class VLLMRolloutEngine:
-    """A colocated vLLM engine (UNTESTED here: vLLM cannot run multimodal models on the
-    CPU-only development machines, see ``shared/spec/platform.md``).
+    """A colocated vLLM engine, one per training rank (UNTESTED here: vLLM cannot run
+    multimodal models on the CPU-only development machines, see
+    ``shared/spec/platform.md``; nothing in this class has been executed).
 
-    Written for vLLM's offline ``LLM`` API (0.8-0.11): one image per prompt, ``max_pixels``
-    bounded to the board, the multimodal preprocessor cache off (every board is new), the
-    vision placeholders banned, sleep mode on so the trainer can use the GPU between
-    rollouts. The weight-update call changed across vLLM releases; ``sync_weights`` tries
-    the known ones and says which it could not find. Validate on a GPU before relying on it:
-    generate, sync perturbed weights, check that the generations change.
+    Written for vLLM's offline ``LLM`` API (about 0.8-0.11): one image per prompt,
+    ``max_pixels`` bounded to the board (vLLM otherwise reserves memory for the largest
+    possible image), the multimodal preprocessor cache off (every board is new), the vision
+    placeholders banned, the ``external_launcher`` executor so that each rank of a
+    ``deepspeed`` launch drives its own engine, and sleep mode so the trainer can use the GPU
+    between rollouts. The lifecycle per step is ``wake_up()`` (weights back on the GPU) ->
+    ``sync_weights(...)`` (after an update) -> ``generate(...)`` (the KV cache is re-allocated
+    on first use) -> ``sleep()``. The weight-update call changed across vLLM releases;
+    ``sync_weights`` tries the known ones and says when it finds none. Pin the vLLM version
+    and validate on a GPU before relying on it: generate, sync perturbed weights, check that
+    the generations change.
     """
 
     def __init__(
@@ -207,6 +213,7 @@ class VLLMRolloutEngine:
         max_model_len: int = 9216,
         max_pixels: int = 448 * 448,
         enable_sleep_mode: bool = True,
+        distributed_executor_backend: str | None = "external_launcher",
     ):
         try:
             import vllm
@@ -218,6 +225,9 @@ class VLLMRolloutEngine:
         self._vllm = vllm
         self.processor = processor
         self.enable_sleep_mode = enable_sleep_mode
+        kwargs: dict[str, Any] = {}
+        if distributed_executor_backend is not None:
+            kwargs["distributed_executor_backend"] = distributed_executor_backend
         self.llm = vllm.LLM(
             model=model_path,
             seed=seed,
@@ -229,14 +239,19 @@ class VLLMRolloutEngine:
             limit_mm_per_prompt={"image": 1},
             mm_processor_kwargs={"max_pixels": max_pixels},
             disable_mm_preprocessor_cache=True,
+            **kwargs,
         )
         config = self.llm.llm_engine.model_config.hf_config
         self.banned = banned_token_ids(config)
+        self._kv_cache_awake = True
 
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
                  sampling: SamplingParams) -> Generation:
         from PIL import Image
 
+        if not self._kv_cache_awake:
+            self._wake(["kv_cache"])
+            self._kv_cache_awake = True
         requests = [
             {"prompt": chat_prompt(self.processor, p), "multi_modal_data": {"image": Image.fromarray(np.asarray(im))}}
             for p, im in zip(prompts, images, strict=True)
@@ -263,32 +278,51 @@ class VLLMRolloutEngine:
                 finished.append(completion.finish_reason == "stop")
         return Generation(token_ids, texts, logprobs, finished)
 
-    def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        def load(model: Any) -> None:
-            model.load_weights(weights=named_tensors)
-
+    def _model(self) -> Any:
         engine = self.llm.llm_engine
         for path in (
             ("model_executor", "driver_worker", "worker", "model_runner", "model"),
             ("model_executor", "driver_worker", "model_runner", "model"),
         ):
             target: Any = engine
-            with contextlib.suppress(AttributeError):
-                for attr in path:
-                    target = getattr(target, attr)
-                load(target)
-                return
+            for attr in path:
+                target = getattr(target, attr, None)
+                if target is None:
+                    break
+            if target is not None:
+                return target
+        return None
+
+    def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load checkpoint-named tensors, one at a time (each may be a ZeRO-3 gathered
+        parameter that is released as soon as the next one is requested)."""
+        model = self._model()
+        if model is not None:
+            for name, tensor in named_tensors:
+                model.load_weights(weights=[(name, tensor)])
+            return
         if hasattr(self.llm, "collective_rpc"):
-            tensors = list(named_tensors)
-            self.llm.collective_rpc(lambda worker: worker.model_runner.model.load_weights(weights=tensors))
+            for name, tensor in named_tensors:
+                self.llm.collective_rpc(
+                    lambda worker, item=(name, tensor): worker.model_runner.model.load_weights(weights=[item])
+                )
             return
         raise RuntimeError(f"this vLLM version ({self._vllm.__version__}) exposes no weight-update path known to "
                            f"VLLMRolloutEngine; pin vLLM to a tested version")
 
+    def _wake(self, tags: list[str] | None) -> None:
+        try:
+            self.llm.wake_up(tags=tags)
+        except TypeError:  # releases before tagged wake-up wake everything at once
+            self.llm.wake_up()
+
     def sleep(self) -> None:
+        """Offload the weights to host memory and drop the KV cache (sleep level 1)."""
         if self.enable_sleep_mode:
             self.llm.sleep(level=1)
+            self._kv_cache_awake = False
 
     def wake_up(self) -> None:
+        """Bring the weights back (the KV cache follows on the next ``generate``)."""
         if self.enable_sleep_mode:
-            self.llm.wake_up()
+            self._wake(["weights"])

@@ -45,6 +45,7 @@ from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_me
 
 CHECKPOINTS = "checkpoints"
 REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
+SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
 
 
 @dataclass
@@ -153,8 +154,10 @@ class GRPOTrainer:
                                        max_new_tokens=config.max_response_tokens)
         self.rollout = self._rollout_engine()
         self.step = 0
+        self._rollout_stale = False
         if config.resume:
             self.resume(config.resume)
+            self._rollout_stale = config.rollout_engine != "hf"  # it was built from the initial weights
         self.metrics = MetricsLog(self.run_dir, tensorboard=config.tensorboard) if self.rank == 0 else None
         if self.rank == 0:
             self._write_config()
@@ -214,6 +217,10 @@ class GRPOTrainer:
             boards = images_to_numpy(images)
         with timer("rollout"):
             self.rollout.wake_up()
+            if self._rollout_stale:
+                with timer("weight_sync"):
+                    self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
+                self._rollout_stale = False
             generation = self.rollout.generate([self.prompt_text] * self.local_states, boards, n, self.sampling)
             self.rollout.sleep()
         with timer("score"):
@@ -235,7 +242,7 @@ class GRPOTrainer:
                 for i in range(self.local_states) if keep[i] for j in range(n)
             ]
             rollouts = self._balance_ranks(rollouts, generation, advantages)
-        update_metrics: dict[str, float] = {}
+        update_metrics: dict[str, float] = {"optimizer_steps": 0, "sequences_trained": 0}
         if rollouts:
             separate_old = config.recompute_old_logprobs or config.updates_per_step * config.ppo_epochs > 1
             if separate_old:
@@ -246,6 +253,8 @@ class GRPOTrainer:
                     self._fill_logprobs(prompts, rollouts, "ref")
             with timer("update"):
                 update_metrics = self._update(prompts, rollouts, use_stored_old=separate_old)
+            # A rollout engine with its own copy of the weights (vLLM) needs the new ones.
+            self._rollout_stale = self.config.rollout_engine != "hf"
         self.step += 1
 
         lengths = np.array([len(t) for t in generation.token_ids])
@@ -360,6 +369,7 @@ class GRPOTrainer:
             "rollout_logprob_gap/max": rollout_gap[1],
             "grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
             "optimizer_steps": len(grad_norms),
+            "sequences_trained": sum(r.weight > 0 for r in rollouts),
         }
         if config.kl_coef > 0:
             metrics["kl"] = sums.get("kl", 0.0) / tokens
@@ -380,7 +390,12 @@ class GRPOTrainer:
         dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
         out = dict(metrics)
         for i, k in enumerate(keys):
-            out[k] = float(maxima[i]) if k.endswith("/max") else float(mean[i])
+            if k.endswith("/max"):
+                out[k] = float(maxima[i])
+            elif k in SUMMED_METRICS:
+                out[k] = float(mean[i]) * self.world_size
+            else:
+                out[k] = float(mean[i])
         return out
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -449,8 +464,6 @@ class GRPOTrainer:
             history.append(metrics)
             bar.set_postfix(reward=f"{metrics['reward/overall']:.3f}", len=f"{metrics['response_length/mean']:.0f}")
             bar.update(1)
-            if config.rollout_engine == "vllm":
-                self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
         bar.close()
         checkpoint = self.save() if self.step > first_step else None
         export = None

@@ -10,6 +10,7 @@ import torch
 from learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
 
 from learner import algorithms
+from learner.models import checkpoint_name, load_policy
 from learner.trainer import GRPOTrainer
 
 
@@ -21,9 +22,10 @@ def _parameters(trainer: GRPOTrainer) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone().float() for name, t in trainer.engine.named_checkpoint_tensors()}
 
 
-@pytest.mark.parametrize("zero_stage", [2, 3])
-def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_stage):
-    config = small_config(str(tmp_path / "run"), zero_stage=zero_stage, lr=1e-3)
+@pytest.mark.parametrize(("zero_stage", "precision"), [(2, "fp32"), (3, "bf16")])
+def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_stage, precision):
+    # lr 1e-2: Adam's first step then moves even a norm weight of 1.0 by more than a bf16 ulp.
+    config = small_config(str(tmp_path / "run"), zero_stage=zero_stage, precision=precision, lr=1e-2)
     trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
     assert type(trainer.engine.engine.optimizer).__name__.startswith("DeepSpeedZeroOptimizer")
     before = _parameters(trainer)
@@ -38,6 +40,12 @@ def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_st
     assert metrics["kl"] == 0.0  # the first step starts at the reference policy
     # The rollout engine's log-probs and the trainer's agree (same weights, same pixels).
     assert metrics["rollout_logprob_gap/max"] < 1e-3
+
+    # The export (gathered from the ZeRO partitions) holds exactly the trained weights.
+    exported, _ = load_policy(str(trainer.engine.export(tmp_path / "export", trainer.processor)))
+    assert exported.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    for name, param in exported.named_parameters():
+        assert torch.equal(param.float(), after[checkpoint_name(name)]), name
 
 
 def test_micro_batching_does_not_change_the_update(tmp_path):
