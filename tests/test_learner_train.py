@@ -48,13 +48,15 @@ def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_st
         assert torch.equal(param.float(), after[checkpoint_name(name)]), name
 
 
-def test_micro_batching_does_not_change_the_update(tmp_path):
+def test_micro_batching_and_gradient_checkpointing_do_not_change_the_update(tmp_path):
     results = []
-    for micro in (8, 3):  # one micro-batch, or 3 + 3 + 2 sequences accumulated under ZeRO-2
+    # One micro-batch; or 3 + 3 + 2 sequences accumulated under ZeRO-2 with recomputed activations.
+    for micro, checkpointing in ((8, False), (3, True)):
         # adam_eps keeps Adam's first step from turning rounding-level gradients into full-size updates.
         config = small_config(str(tmp_path / f"run{micro}"), zero_stage=2, micro_batch_size=micro, lr=1e-3,
-                              adam_eps=1e-4)
+                              adam_eps=1e-4, gradient_checkpointing=checkpointing)
         trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
+        assert trainer.engine.policy.is_gradient_checkpointing == checkpointing
         metrics = trainer.train_step()
         results.append((metrics, _parameters(trainer)))
     (whole, whole_params), (micro, micro_params) = results
@@ -62,6 +64,44 @@ def test_micro_batching_does_not_change_the_update(tmp_path):
     assert whole["grad_norm"] == pytest.approx(micro["grad_norm"], rel=1e-4)
     for name in whole_params:
         torch.testing.assert_close(micro_params[name], whole_params[name], atol=1e-6, rtol=1e-5)
+
+
+def test_several_updates_per_batch_use_recomputed_old_logprobs(tmp_path):
+    config = small_config(str(tmp_path / "run"), states_per_step=4, updates_per_step=2, ppo_epochs=2, lr=1e-2,
+                          clip_high=0.28, dual_clip=3.0, kl_estimator="k2", loss_aggregation="seq-mean-token-mean",
+                          drop_zero_variance_groups=True)
+    # Every group's rewards differ (a per-response offset), except group 1's: that one is
+    # dropped, so 3 groups x 4 responses train.
+    scorer = TextRewardScorer()
+    score = scorer.score
+
+    def with_a_constant_group(states, responses, key):
+        scores = score(states, responses, key)
+        scores.overall += 0.1 * np.arange(scores.overall.shape[1], dtype=np.float32)
+        scores.overall[1] = 0.25
+        return scores
+
+    scorer.score = with_a_constant_group
+    trainer = GRPOTrainer(config, scorer=scorer, echo=_quiet)
+    metrics = trainer.train_step()
+    assert metrics["optimizer_steps"] == 4 and metrics["sequences_trained"] == 12
+    assert metrics["zero_variance_group_fraction"] == 0.25
+    assert "seconds/old_logprobs" in metrics and "seconds/ref_logprobs" in metrics
+    # After the first update the policy moved: ratios leave 1 and the KL to the reference grows.
+    assert metrics["ratio/mean"] != 1.0 and metrics["kl"] > 0
+    assert metrics["clip_fraction/low"] + metrics["clip_fraction/high"] > 0
+    assert metrics["rollout_logprob_gap/max"] < 1e-3  # old log-probs were computed before any update
+
+
+def test_a_step_whose_groups_are_all_dropped_changes_nothing(tmp_path):
+    config = small_config(str(tmp_path / "run"), drop_zero_variance_groups=True)
+    trainer = GRPOTrainer(config, scorer=TextRewardScorer(lambda text: 1.0), echo=_quiet)
+    before = _parameters(trainer)
+    metrics = trainer.train_step()
+    assert metrics["optimizer_steps"] == 0 and metrics["sequences_trained"] == 0
+    assert metrics["zero_variance_group_fraction"] == 1.0
+    after = _parameters(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_resume_is_bitwise(tmp_path):
