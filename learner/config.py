@@ -37,6 +37,9 @@ class TrainConfig:
     """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
     model: str = "tiny"
     """'tiny' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
+    attn_implementation: str = ""
+    """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
+    'flash_attention_2' on GPUs with flash-attn installed)."""
     preset: str = "default"
     seed: int = 0
     steps: int = 6
@@ -112,6 +115,8 @@ class TrainConfig:
     dump_groups: int = 2
     save_every: int = 0
     """Checkpoint every k steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (0: all)."""
     export: bool = True
     """Write a from_pretrained-loadable export at the end."""
     resume: str = ""
@@ -159,6 +164,7 @@ class TrainConfig:
         need(self.precision in PRECISIONS, "precision", ", ".join(PRECISIONS))
         need(self.dump_every >= 0, "dump_every", ">= 0")
         need(self.save_every >= 0, "save_every", ">= 0")
+        need(self.keep_checkpoints >= 0, "keep_checkpoints", ">= 0 (0 keeps all)")
         need(self.sample_depth >= -1, "sample_depth", ">= 0, or -1 for the game's default")
         need(self.preset in PRESETS, "preset", ", ".join(PRESETS))
         return self

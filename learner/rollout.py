@@ -139,8 +139,13 @@ class HFRolloutEngine:
             return_dict_in_generate=True,
             use_cache=True,
         )
+        # Explicit neutral values: transformers fills unset fields from the checkpoint's own
+        # generation_config (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05, ...), which
+        # would silently sample from another distribution than the one being trained.
+        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, min_p=0.0,
+                      epsilon_cutoff=0.0, eta_cutoff=0.0, top_k=0, top_p=1.0, temperature=1.0)
         if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         was_training = self.model.training
         self.model.eval()
         try:

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,7 +131,8 @@ class GRPOTrainer:
                       "exists to smoke-test the pipeline). Train a real model with --model "
                       "Qwen/Qwen2.5-VL-3B-Instruct (a hub id) or --model /path/to/checkpoint.")
         dtype = "bf16" if config.precision == "bf16" else "fp32"
-        policy, self.processor = load_policy(config.model, dtype=dtype, seed=config.seed)
+        extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
+        policy, self.processor = load_policy(config.model, dtype=dtype, seed=config.seed, **extra)
         reference = copy.deepcopy(policy) if config.kl_coef > 0 else None
         self.engine = TrainingEngine(
             policy,
@@ -419,6 +421,10 @@ class GRPOTrainer:
             dist.barrier()
         if self.rank == 0:
             (self.run_dir / CHECKPOINTS / "latest").write_text(directory.name)
+            if self.config.keep_checkpoints:
+                older = sorted(p for p in (self.run_dir / CHECKPOINTS).glob("step_*") if p != directory)
+                for stale in older[: max(0, len(older) - self.config.keep_checkpoints + 1)]:
+                    shutil.rmtree(stale)
         return directory
 
     def resume(self, source: str) -> None:

@@ -117,6 +117,11 @@ def test_hf_rollouts_match_the_trainers_logprobs_and_never_sample_vision_tokens(
     images = _images(7, 2)
     # Make the image pad token the model's favourite: the engine must still never emit it.
     image_pad = model.config.image_token_id
+    # A checkpoint's own sampling defaults (Qwen2.5-VL ships these) must not leak into rollouts.
+    saved_generation_config = model.generation_config
+    model.generation_config = type(saved_generation_config)(**{
+        **saved_generation_config.to_dict(), "do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1,
+        "repetition_penalty": 1.05})
     with torch.no_grad():
         saved = model.lm_head.weight[image_pad].clone()
         model.lm_head.weight[image_pad] = model.model.language_model.norm.weight * 50
@@ -125,6 +130,7 @@ def test_hf_rollouts_match_the_trainers_logprobs_and_never_sample_vision_tokens(
         generation = engine.generate(["Describe the board.", "Move."], images, 3,
                                      SamplingParams(temperature=1.0, max_new_tokens=9))
         assert len(generation.token_ids) == 6 and len(generation.texts) == 6
+        assert len({tuple(t) for t in generation.token_ids[:3]}) == 3  # sampled at temperature 1, not top-1
         sampled = {t for row in generation.token_ids for t in row}
         assert not sampled & set(banned_token_ids(model.config))
         # ... although the unbanned distribution puts most of its mass on it.
@@ -136,6 +142,7 @@ def test_hf_rollouts_match_the_trainers_logprobs_and_never_sample_vision_tokens(
         for row, logp in enumerate(generation.logprobs):
             torch.testing.assert_close(torch.tensor(logp), trainer_logp[row, : len(logp)], atol=1e-4, rtol=1e-4)
     finally:
+        model.generation_config = saved_generation_config
         with torch.no_grad():
             model.lm_head.weight[image_pad] = saved
 

@@ -105,13 +105,16 @@ def test_a_step_whose_groups_are_all_dropped_changes_nothing(tmp_path):
 
 
 def test_resume_is_bitwise(tmp_path):
-    def run(run_dir, steps, resume=""):
-        config = small_config(str(run_dir), steps=steps, resume=resume, sample_depth=3)
+    def run(run_dir, steps, resume="", **overrides):
+        config = small_config(str(run_dir), steps=steps, resume=resume, sample_depth=3, **overrides)
         trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
         trainer.train()
         return trainer
 
-    straight = run(tmp_path / "straight", 4)
+    # Checkpoints after every step (the two newest kept) do not disturb the run.
+    straight = run(tmp_path / "straight", 4, save_every=1, keep_checkpoints=2)
+    assert sorted(p.name for p in (tmp_path / "straight" / "checkpoints").glob("step_*")) == [
+        "step_000003", "step_000004"]
     run(tmp_path / "halves", 2)
     resumed = run(tmp_path / "other", 4, resume=str(tmp_path / "halves"))
     assert resumed.step == 4 and resumed.run_dir == tmp_path / "other"
