@@ -181,6 +181,9 @@ class GRPOTrainer:
             dist.broadcast_object_list(holder, src=0)  # every rank writes into rank 0's directory
             path = holder[0]
         run_dir = Path(path)
+        if not config.resume and (run_dir / "metrics.jsonl").exists():
+            raise ValueError(f"run_dir={str(run_dir)!r} already holds a run (metrics.jsonl); continue it with "
+                             f"--resume {run_dir} or choose another run_dir")
         if self.rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
@@ -243,7 +246,7 @@ class GRPOTrainer:
                 Rollout(i, generation.token_ids[i * n + j], float(advantages[i, j]), generation.logprobs[i * n + j])
                 for i in range(self.local_states) if keep[i] for j in range(n)
             ]
-            rollouts = self._balance_ranks(rollouts, generation, advantages)
+            rollouts = self._balance_ranks(rollouts, generation)
         update_metrics: dict[str, float] = {"optimizer_steps": 0, "sequences_trained": 0}
         if rollouts:
             separate_old = config.recompute_old_logprobs or config.updates_per_step * config.ppo_epochs > 1
@@ -290,7 +293,7 @@ class GRPOTrainer:
             self.save()
         return metrics
 
-    def _balance_ranks(self, rollouts: list[Rollout], generation: Any, advantages: torch.Tensor) -> list[Rollout]:
+    def _balance_ranks(self, rollouts: list[Rollout], generation: Any) -> list[Rollout]:
         """Pad this rank's rollouts with zero-weight copies up to the largest count on any rank,
         so that every rank runs the same number of micro-batches (ZeRO-3 needs it)."""
         if self.world_size == 1:

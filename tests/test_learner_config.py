@@ -114,3 +114,8 @@ def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["steps"] == 2
     model, processor = load_policy(str(run_dir / "export"))
     assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer.pad_token == "<|endoftext|>"
+
+    # Starting a fresh run over it is refused, with the way to continue it.
+    assert train.main(["--game", "2048", "--run_dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and f"--resume {run_dir}" in err
