@@ -41,8 +41,11 @@ class TrainConfig:
     """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
     'flash_attention_2' on GPUs with flash-attn installed)."""
     preset: str = "default"
+    """A named set of defaults applied before the YAML file and the overrides: default, g1."""
     seed: int = 0
+    """Seeds every RNG (torch, numpy, python, the state sampler's JAX key, the tiny model's weights)."""
     steps: int = 6
+    """Rollout batches to train on (the total, counting the steps of a resumed run)."""
     run_dir: str = ""
     """Where logs and checkpoints go ('' = runs/<game>-<time>)."""
 
@@ -54,34 +57,53 @@ class TrainConfig:
     sample_depth: int = -1
     """Random actions from a fresh board to a training state (-1: the game's paper default)."""
     sample_mode: str = "paper"
+    """How training states are drawn (bridges.sampler): paper, uniform, legal, random-depth."""
     temperature: float = 1.0
+    """Sampling temperature of the rollouts (log-probs are of this distribution)."""
     top_p: float = 1.0
+    """Nucleus sampling of the rollouts (1: off)."""
     top_k: int = 0
+    """Top-k sampling of the rollouts (0: off)."""
     max_prompt_tokens: int = 1024
+    """Longest prompt (image tokens included); longer ones are an error, never truncated."""
     max_response_tokens: int = 32
+    """Longest response; the paper: 8192."""
     rollout_engine: str = "hf"
     """'hf' (transformers generate, shares the training weights) or 'vllm' (GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
+    """Share of the GPU vLLM may take (it sleeps during updates)."""
     vllm_max_pixels: int = 448 * 448
+    """vLLM's image budget: the board size, so it reserves no memory for larger images."""
 
     # Rewards (None: the game's paper defaults from bridges.protocol).
     w_format: float | None = None
+    """Weight of the format reward (None: the game's paper default, 1)."""
     w_perception: float | None = None
+    """Weight of the perception reward (None: the game's paper default)."""
 
     # GRPO.
     advantage_std_normalize: bool = True
+    """Divide advantages by the group's (unbiased) std; False keeps the mean baseline only."""
     advantage_eps: float = 1e-6
+    """Added to the group std."""
     drop_zero_variance_groups: bool = False
+    """Leave out groups whose rewards are all equal (they carry no signal; DAPO)."""
     clip_low: float = 0.2
+    """The ratio is clipped below at 1 - clip_low."""
     clip_high: float = 0.2
+    """... and above at 1 + clip_high (DAPO's clip-higher: 0.28)."""
     dual_clip: float | None = None
+    """Dual-clip PPO bound c > 1 for negative advantages (None: off)."""
     kl_coef: float = 0.01
     """0 disables the KL term and no reference model is loaded."""
     kl_estimator: str = "k3"
+    """k1, k2 or k3 (the paper's low-variance "low_var_kl", clamped to +-10)."""
     loss_aggregation: str = "token-mean"
+    """token-mean (over the global batch; DAPO) or seq-mean-token-mean (the original GRPO)."""
     updates_per_step: int = 1
     """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
     ppo_epochs: int = 1
+    """Passes over each rollout batch."""
     recompute_old_logprobs: bool = False
     """Run a separate no-grad pass for the old log-probs even with one update per batch
     (where they equal the detached current ones, so the pass is skipped by default)."""
@@ -90,29 +112,40 @@ class TrainConfig:
     lr: float = 2e-3
     """AdamW learning rate (the tiny default's random weights need a large one; the paper: 1e-6)."""
     weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and norms)."""
     adam_beta1: float = 0.9
+    """AdamW beta1."""
     adam_beta2: float = 0.999
+    """AdamW beta2."""
     adam_eps: float = 1e-8
+    """AdamW epsilon."""
     warmup_steps: int = 0
+    """Linear learning-rate warm-up steps; constant afterwards."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: off)."""
     micro_batch_size: int = 8
     """Sequences per forward/backward pass on one device."""
     logprob_micro_batch_size: int = 16
     """Sequences per no-grad pass (old and reference log-probs)."""
     logprob_chunk_tokens: int = 1024
+    """Tokens per LM-head chunk: bounds the fp32 logits held at once to this x vocab."""
 
     # Engine.
     torch_threads: int = 1
     """CPU threads for torch (0: torch's default). One thread is fastest for the tiny model,
     and far faster on a machine whose cores other processes also use."""
     zero_stage: int = 0
+    """DeepSpeed ZeRO stage: 0, 1, 2 or 3 (shards parameters too; the reference model as well)."""
     precision: str = "fp32"
+    """fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."""
     gradient_checkpointing: bool = False
+    """Recompute layer activations in the backward pass (less memory, more compute)."""
 
     # Logging and checkpoints.
     dump_every: int = 2
     """Write a rollout dump (board PNG, prompt, responses, rewards) every k steps (0: never)."""
     dump_groups: int = 2
+    """Groups (boards) per rollout dump."""
     save_every: int = 0
     """Checkpoint every k steps (0: only at the end)."""
     keep_checkpoints: int = 2
@@ -124,6 +157,7 @@ class TrainConfig:
     tensorboard: bool = True
     """Also log to TensorBoard when the tensorboard package is installed."""
     progress: bool = True
+    """Show a tqdm progress bar (rank 0)."""
 
     def validate(self, world_size: int = 1) -> TrainConfig:
         """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
@@ -218,6 +252,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         save_every=25,
     ),
 }
+
+
+def field_docs() -> dict[str, str]:
+    """Each key's documentation: the string literal under its field in :class:`TrainConfig`."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:] + [None], strict=True):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text = ""
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                text = " ".join(str(following.value.value).split())
+            docs[node.target.id] = text
+    return docs
 
 
 def _field_types() -> dict[str, Any]:

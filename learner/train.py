@@ -22,14 +22,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 
 def _help() -> str:
-    from learner.config import PRESETS, TrainConfig
+    from learner.config import PRESETS, TrainConfig, field_docs
 
     hints = typing.get_type_hints(TrainConfig)
-    lines = [__doc__.strip(), "", f"Presets: {', '.join(PRESETS)}", "", "Keys (default):"]
+    docs = field_docs()
+    lines = [__doc__.strip(), "", f"Presets: {', '.join(PRESETS)}", "", "Keys (type, default):"]
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
-        lines.append(f"  --{f.name} ({kind}) = {default!r}")
+        lines.append(f"  --{f.name} ({kind}, {default!r})" + (f": {docs[f.name]}" if docs.get(f.name) else ""))
     return "\n".join(lines)
 
 

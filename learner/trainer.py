@@ -479,7 +479,7 @@ class GRPOTrainer:
         if config.export:
             export = self.engine.export(self.run_dir / "export", self.processor)
         summary: dict[str, Any] = {"steps": self.step, "seconds": time.perf_counter() - start,
-                                   "run_dir": str(self.run_dir)}
+                                   "run_dir": str(self.run_dir.resolve())}
         if self.rank == 0:
             self.metrics.close()
             all_metrics = read_metrics(self.run_dir / "metrics.jsonl")
@@ -488,9 +488,9 @@ class GRPOTrainer:
             summary.update({
                 "reward_first": rewards[0] if rewards else math.nan,
                 "reward_last": rewards[-1] if rewards else math.nan,
-                "checkpoint": str(checkpoint) if checkpoint else None,
-                "export": str(export) if export else None,
-                "reward_curve": str(curve) if curve else None,
+                "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+                "export": str(export.resolve()) if export else None,
+                "reward_curve": str(curve.resolve()) if curve else None,
             })
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
             self.echo(_format_summary(summary, history))
