@@ -163,3 +163,51 @@ def test_sync_weights_changes_what_a_separate_engine_generates(tiny, tmp_path):
     assert engine.generate(["Describe the board."], images, 1, greedy).token_ids == target
     with pytest.raises(KeyError, match="no parameter named 'model.language_model.norm.weight'"):
         engine.sync_weights([("model.language_model.norm.weight", torch.zeros(1))])
+
+
+def _tiny_family_model(model_type: str, processor):
+    """A tiny random Qwen2-VL or Qwen3-VL (the other members of the family) for ``processor``."""
+    ids = processor.tokenizer.convert_tokens_to_ids
+    text = dict(vocab_size=len(processor.tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2,
+                rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 3, 3]))
+    tokens = dict(image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+                  vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    torch.manual_seed(0)
+    if model_type == "qwen2_vl":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2)
+        return Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **tokens))
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    text = dict(text, head_dim=16)
+    text["rope_parameters"] = dict(text["rope_parameters"], mrope_interleaved=True)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
+                  deepstack_visual_indexes=[1], num_position_embeddings=256)
+    return Qwen3VLForConditionalGeneration(Qwen3VLConfig(text_config=text, vision_config=vision, **tokens))
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen3_vl"])
+def test_other_qwen_vl_families_load_generate_and_score(tiny, tmp_path, model_type):
+    from transformers import GenerationConfig
+
+    from learner.models import export_policy, load_policy
+
+    _, processor = tiny
+    model = _tiny_family_model(model_type, processor)
+    model.generation_config = GenerationConfig(eos_token_id=[processor.tokenizer.eos_token_id], pad_token_id=0)
+    model, processor = load_policy(str(export_policy(model, processor, tmp_path / model_type)))
+    assert model.config.model_type == model_type
+    images = _images(9, 2)
+    torch.manual_seed(0)
+    generation = HFRolloutEngine(model, processor).generate(["Hi.", "Move."], images, 2,
+                                                            SamplingParams(max_new_tokens=5))
+    batch = collate(_prompts(processor, ["Hi.", "Move."], images), [0, 0, 1, 1], generation.token_ids,
+                    pad_token_id=processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        fast, _ = response_logprobs(model, batch, chunk_tokens=3)
+        slow = naive_logprobs(model, batch)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    for row, logp in enumerate(generation.logprobs):
+        torch.testing.assert_close(torch.tensor(logp), fast[row, : len(logp)], atol=1e-4, rtol=1e-4)

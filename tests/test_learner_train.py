@@ -136,6 +136,7 @@ def _reward_curve(tmp_path, name: str, steps: int) -> list[float]:
     config = small_config(str(tmp_path / name), steps=steps, states_per_step=4, group_size=4, max_response_tokens=8,
                           micro_batch_size=16, lr=1e-2, kl_coef=0.0)
     trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
+    assert trainer.engine.reference is None  # kl_coef 0: no reference model is loaded
     return [trainer.train_step()["reward/overall"] for _ in range(steps)]
 
 
