@@ -135,7 +135,7 @@ class TrainConfig:
     """CPU threads for torch (0: torch's default). One thread is fastest for the tiny model,
     and far faster on a machine whose cores other processes also use."""
     zero_stage: int = 0
-    """DeepSpeed ZeRO stage: 0, 1, 2 or 3 (shards parameters too; the reference model as well)."""
+    """DeepSpeed ZeRO stage 0-3 (tested: 0, 2, 3); 3 also shards the parameters and the reference model."""
     precision: str = "fp32"
     """fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."""
     gradient_checkpointing: bool = False
