@@ -112,6 +112,7 @@ class GRPOTrainer:
         self.protocol = protocol_for(self.env)
         self.local_states = config.states_per_step // self.world_size
         self.run_dir = self._resolve_run_dir()
+        self.echo(f"Run directory: {self.run_dir.resolve()}")
 
         seed = config.seed * 1_000_003 + self.rank
         random.seed(seed)
@@ -459,9 +460,8 @@ class GRPOTrainer:
         from tqdm import tqdm
 
         config = self.config
-        self.echo(f"Run directory: {self.run_dir.resolve()}")
         self.echo(f"Game {self.env.id}, model {config.model}, {config.states_per_step} states x {config.group_size} "
-                  f"responses per step, {config.steps} steps, ZeRO-{config.zero_stage}, {config.precision}, "
+                  f"responses per step, {_plural(config.steps, 'step')}, ZeRO-{config.zero_stage}, {config.precision}, "
                   f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
         start = time.perf_counter()
         first_step = self.step
@@ -497,6 +497,10 @@ class GRPOTrainer:
         return summary
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _key_data(key: Any) -> np.ndarray:
     import jax
 
@@ -519,7 +523,7 @@ def _checkpoint_dir(path: Path) -> Path:
 
 
 def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    lines = [f"Done: {summary['steps']} steps in {summary['seconds']:.1f} s."]
+    lines = [f"Done: {_plural(summary['steps'], 'step')} in {summary['seconds']:.1f} s."]
     if history:
         lines.append(f"Mean overall reward: first {summary['reward_first']:.3f}, last {summary['reward_last']:.3f}.")
         seconds = np.mean([m["seconds/step"] for m in history])
