@@ -136,20 +136,21 @@ def test_resume_is_bitwise(tmp_path, zero_stage):
 
 def _reward_curve(tmp_path, name: str, steps: int) -> list[float]:
     config = small_config(str(tmp_path / name), steps=steps, states_per_step=4, group_size=4, max_response_tokens=8,
-                          micro_batch_size=16, lr=1e-2, kl_coef=0.0)
+                          micro_batch_size=16, lr=3e-2, kl_coef=0.0)
     trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
     assert trainer.engine.reference is None  # kl_coef 0: no reference model is loaded
     return [trainer.train_step()["reward/overall"] for _ in range(steps)]
 
 
 def test_reward_rises_and_does_not_with_the_advantage_sign_flipped(tmp_path, monkeypatch):
-    steps = 20
+    # The reward: the share of digits in the response (about 0.05 for the random tiny model).
+    steps = 12
     learned = _reward_curve(tmp_path, "learn", steps)
-    start, end = np.mean(learned[:5]), np.mean(learned[-5:])
+    start, end = np.mean(learned[:4]), np.mean(learned[-4:])
     assert end > 0.3 and end > start + 0.2, learned
 
     group_advantages = algorithms.group_advantages
     monkeypatch.setattr(algorithms, "group_advantages", lambda *a, **k: -group_advantages(*a, **k))
     flipped = _reward_curve(tmp_path, "flipped", steps)
     assert flipped[:1] == learned[:1]  # the same start: only the update differs
-    assert np.mean(flipped[-5:]) <= np.mean(flipped[:5]), flipped
+    assert np.mean(flipped[-4:]) <= np.mean(flipped[:4]), flipped
