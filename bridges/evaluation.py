@@ -23,6 +23,7 @@ Everything is seeded: one seed gives the same warm-up boards, spawns and baselin
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -143,6 +144,12 @@ def _answer_text(env: Env, action: int | None) -> str:
     return text.removeprefix("<answer>").removesuffix("</answer>").strip()
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_eval_fns(env: Env) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Batched auto-resetting step and render, compiled once per env."""
+    return jax.jit(jax.vmap(AutoReset(env).step)), jax.jit(jax.vmap(env.render))
+
+
 def evaluate(
     env: Env,
     policy: Policy,
@@ -176,9 +183,7 @@ def evaluate(
     warmup = protocol.eval_warmup if warmup is None else warmup
     sampler = StateSampler(env, mode="paper", depth=warmup, seed=int(seed))
     states, images = sampler.sample(runs)
-    stepper = AutoReset(env)
-    step_fn = jax.jit(jax.vmap(stepper.step))
-    render_fn = jax.jit(jax.vmap(env.render))
+    step_fn, render_fn = _compiled_eval_fns(env)
     prompts = prompts_for(env, runs)
     key = jax.random.fold_in(jax.random.key(int(seed)), 1)
 
@@ -263,11 +268,31 @@ CAPTION_BACKGROUND = (32, 32, 32)
 CAPTION_TEXT = (240, 240, 240)
 
 
+@functools.lru_cache(maxsize=4096)
+def _glyph(char: str, height: int) -> np.ndarray:
+    """Coverage of one character at ``height`` pixels (exact glyphs from ``renderers.text``,
+    cached: a caption is a row of cached glyphs, not a fresh resample of the whole line)."""
+    from renderers import text
+
+    return text.text_coverage(char, height)
+
+
+def _caption_coverage(caption: str, height: int, max_width: int) -> np.ndarray:
+    printable = "".join(c if 32 <= ord(c) < 127 else "?" for c in caption)
+    if not printable:
+        return np.zeros((height, 0), np.uint8)
+    width = sum(_glyph(c, height).shape[1] for c in printable)
+    if width > max_width:
+        height = max(6, height * max_width // width)
+    while height > 6 and sum(_glyph(c, height).shape[1] for c in printable) > max_width:
+        height -= 1
+    glyphs = [_glyph(c, height) for c in printable]
+    return np.concatenate(glyphs, axis=1)[:, :max_width]
+
+
 def caption_frame(image: np.ndarray, caption: str, pad_to: int = 16) -> np.ndarray:
     """The frame with a caption bar below it, padded to a multiple of ``pad_to`` pixels
     (video codecs want even sizes, ``pad_to=16`` avoids any rescaling)."""
-    from renderers import text
-
     height, width, _ = image.shape
     bar = max(14, height // 14)
     total_h = -(-(height + bar) // pad_to) * pad_to
@@ -275,12 +300,14 @@ def caption_frame(image: np.ndarray, caption: str, pad_to: int = 16) -> np.ndarr
     frame = np.empty((total_h, total_w, 3), np.uint8)
     frame[:] = CAPTION_BACKGROUND
     frame[:height, :width] = image
-    printable = "".join(c if 32 <= ord(c) < 127 else "?" for c in caption)
-    if printable:
-        text.draw_text(
-            frame, printable, int(bar * 0.7), CAPTION_TEXT,
-            center=(height + (total_h - height) // 2, total_w // 2), max_width=total_w - 4,
-        )
+    coverage = _caption_coverage(caption, int(bar * 0.7), total_w - 4)
+    h, w = coverage.shape
+    top = height + (total_h - height - h) // 2
+    left = (total_w - w) // 2
+    alpha = coverage[..., None].astype(np.uint16)
+    region = frame[top : top + h, left : left + w].astype(np.uint16)
+    ink = np.array(CAPTION_TEXT, np.uint16)
+    frame[top : top + h, left : left + w] = ((region * (255 - alpha) + ink * alpha + 127) // 255).astype(np.uint8)
     return frame
 
 
@@ -305,17 +332,21 @@ class VideoRecorder:
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.format == "mp4":
-            # ffmpeg runs as a subprocess: fork-then-exec is safe, JAX's fork warning is noise.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-                return [
-                    imageio.get_writer(p, fps=self.fps, codec="libx264", quality=7, pixelformat="yuv420p",
-                                       macro_block_size=16, ffmpeg_log_level="error")
-                    for p in self.paths
-                ]
+            return [
+                imageio.get_writer(p, fps=self.fps, codec="libx264", quality=7, pixelformat="yuv420p",
+                                   macro_block_size=16, ffmpeg_log_level="error")
+                for p in self.paths
+            ]
         return [imageio.get_writer(p, mode="I", duration=1000.0 / self.fps, loop=0) for p in self.paths]
 
     def __call__(self, step: int, images: np.ndarray, records: list[dict[str, Any]] | None) -> None:
+        # ffmpeg starts as a subprocess on the first frame: fork-then-exec is safe, and JAX's
+        # warning about fork is noise here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            self._write(step, images, records)
+
+    def _write(self, step: int, images: np.ndarray, records: list[dict[str, Any]] | None) -> None:
         if self._writers is None:
             self._writers = self._open()
         of = f"/{self.steps}" if self.steps else ""

@@ -22,6 +22,7 @@ parallel runs and returns k response strings, which the evaluator parses with
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import importlib.util
 import io
@@ -85,6 +86,22 @@ class PolicyError(RuntimeError):
     """A policy could not produce responses (a server down, a bad callable)."""
 
 
+# Compiled programs are cached per env, so policies rebuilt for every evaluation (a learner
+# evaluating every N updates) compile once.
+@functools.lru_cache(maxsize=32)
+def _legal_pick_fn(env: Env) -> Callable[..., jax.Array]:
+    num_actions = env.num_actions
+    return jax.jit(jax.vmap(lambda s, k: random_action(s, k, "legal", num_actions)))
+
+
+@functools.lru_cache(maxsize=32)
+def _candidate_rewards_fn(env: Env) -> Callable[..., jax.Array]:
+    def rewards(state: State, candidates: jax.Array, key: PRNGKey) -> jax.Array:
+        return jax.vmap(env.step, in_axes=(None, 0, None))(state, candidates, key).reward
+
+    return jax.jit(jax.vmap(rewards))
+
+
 class RandomPolicy(Policy):
     """Uniform over the answer space of the game (``GameProtocol.random_answer``)."""
 
@@ -108,8 +125,7 @@ class LegalRandomPolicy(Policy):
 
     def __init__(self, env: Env):
         self.env = env
-        num_actions = env.num_actions
-        self._pick = jax.jit(jax.vmap(lambda s, k: random_action(s, k, "legal", num_actions)))
+        self._pick = _legal_pick_fn(env)
 
     def __call__(self, obs: Observation) -> list[str]:
         actions = self._pick(obs.states, jax.random.split(obs.key, obs.size))
@@ -126,12 +142,7 @@ class GreedyPolicy(Policy):
 
     def __init__(self, env: Env):
         self.env = env
-
-        def rewards(state: State, candidates: jax.Array, key: PRNGKey) -> jax.Array:
-            stepped = jax.vmap(env.step, in_axes=(None, 0, None))(state, candidates, key)
-            return stepped.reward
-
-        self._rewards = jax.jit(jax.vmap(rewards))
+        self._rewards = _candidate_rewards_fn(env)
 
     def __call__(self, obs: Observation) -> list[str]:
         mask = np.asarray(obs.states.legal_action_mask)

@@ -114,6 +114,19 @@ class GameProtocol:
         return raw_reward
 
 
+def random_cell_pairs(env: Env, rng: Any, n: int) -> list[str]:
+    """``n`` answers naming two uniformly random cells of the ``env.size x env.size`` board,
+    as a person picking cells at random would type them (for Swap most are not adjacent:
+    invalid moves).
+
+    >>> import numpy as np, jaxgym
+    >>> random_cell_pairs(jaxgym.make("swap"), np.random.default_rng(0), 2)
+    ['<answer>(6, 5) (4, 2)</answer>', '<answer>(2, 0) (0, 0)</answer>']
+    """
+    cells = rng.integers(0, env.size, (n, 4))
+    return [f"<answer>({r1}, {c1}) ({r2}, {c2})</answer>" for r1, c1, r2, c2 in cells.tolist()]
+
+
 GENERIC = GameProtocol(
     sample_depth=0,
     sample_policy="legal",
@@ -133,15 +146,15 @@ _PAPER: dict[str, GameProtocol] = {
     ),
     "shisensho": GameProtocol(
         sample_depth=250, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=0.0,
-        shaping="sign", eval_score="success",
+        shaping="sign", eval_score="success", random_answer=random_cell_pairs,
     ),
     "shisensho-images": GameProtocol(
         sample_depth=250, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=1.0,
-        shaping="sign", eval_score="success",
+        shaping="sign", eval_score="success", random_answer=random_cell_pairs,
     ),
     "swap": GameProtocol(
         sample_depth=0, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=1.0,
-        shaping="sign", eval_score="success",
+        shaping="sign", eval_score="success", random_answer=random_cell_pairs,
     ),
 }
 

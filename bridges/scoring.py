@@ -105,6 +105,26 @@ def unbatch(states: State, index: int) -> State:
     return jax.tree_util.tree_map(lambda x: x[index], states)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_scorer(env: Env, shaping: Any) -> Any:
+    """The jitted group step, shared by scorers of one env and shaping (the weights are
+    arguments, so changing them never recompiles)."""
+    shaper = GameProtocol(0, "legal", 0, 1.0, 1.0, shaping)
+
+    def per_state(state: State, actions: jax.Array, key: PRNGKey) -> State:
+        return jax.vmap(env.step, in_axes=(None, 0, None))(state, actions, key)
+
+    @jax.jit
+    def step(states: State, actions: jax.Array, keys: jax.Array, fmt: jax.Array, perc: jax.Array, weights: jax.Array):
+        nxt = jax.vmap(per_state)(states, actions, keys)
+        raw = nxt.reward.astype(jnp.float32)
+        game = shaper.shape_reward(raw, nxt.last_action_legal)
+        overall = weights[0] * game + weights[1] * fmt + weights[2] * perc
+        return nxt, raw, game, overall.astype(jnp.float32), nxt.last_action_legal
+
+    return step
+
+
 class GroupScorer:
     """Scores groups of responses against their states (see module doc).
 
@@ -117,28 +137,16 @@ class GroupScorer:
         self.env = env
         self.protocol = (protocol or protocol_for(env)).replace(**overrides)
 
-    @functools.cached_property
+    @property
     def _step_fn(self) -> Any:
-        env, protocol = self.env, self.protocol
-
-        def per_state(state: State, actions: jax.Array, key: PRNGKey) -> State:
-            return jax.vmap(env.step, in_axes=(None, 0, None))(state, actions, key)
-
-        @jax.jit
-        def step(states: State, actions: jax.Array, keys: jax.Array, fmt: jax.Array, perc: jax.Array):
-            nxt = jax.vmap(per_state)(states, actions, keys)
-            raw = nxt.reward.astype(jnp.float32)
-            game = protocol.shape_reward(raw, nxt.last_action_legal)
-            overall = protocol.w_game * game + protocol.w_format * fmt + protocol.w_perception * perc
-            return nxt, raw, game, overall.astype(jnp.float32), nxt.last_action_legal
-
-        return step
+        return _compiled_scorer(self.env, self.protocol.shaping)
 
     def score(self, states: State, responses: Sequence[Sequence[str]], key: PRNGKey) -> GroupScores:
         """Score ``responses[b][i]`` against ``states[b]`` (a batch with leading dim B).
 
-        ``responses`` must be B sequences of the same length n. ``key`` seeds the steps
-        (one key per state, shared by its n responses). The input states are not modified.
+        ``responses`` must be B sequences of the same length n. ``key`` seeds the steps:
+        state b is stepped with ``jax.random.split(key, B)[b]`` for all its n responses.
+        The input states are not modified.
         """
         batch = int(np.shape(states.reward)[0]) if np.ndim(states.reward) else None
         if batch is None:
@@ -167,8 +175,11 @@ class GroupScorer:
                 perc[b, i] = perception_ok(response, truths[b])
 
         keys = jax.random.split(key, batch)
-        nxt, raw, game, overall, legal = self._step_fn(states, jnp.asarray(actions), keys, jnp.asarray(fmt),
-                                                       jnp.asarray(perc))
+        p = self.protocol
+        weights = jnp.array([p.w_game, p.w_format, p.w_perception], jnp.float32)
+        nxt, raw, game, overall, legal = self._step_fn(
+            states, jnp.asarray(actions), keys, jnp.asarray(fmt), jnp.asarray(perc), weights
+        )
         return GroupScores(
             actions=actions,
             parsed=parsed,

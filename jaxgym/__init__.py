@@ -14,11 +14,13 @@ from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, register, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
+from jaxgym.swap import Swap
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
 register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
+register("swap", 0, Swap)
 
 __all__ = [
     "INVALID_ACTION",
@@ -29,6 +31,7 @@ __all__ = [
     "ShisenSho",
     "ShisenShoImages",
     "State",
+    "Swap",
     "TimeLimit",
     "Wrapper",
     "make",

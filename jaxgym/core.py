@@ -178,8 +178,8 @@ class Env(abc.ABC):
 
     @functools.cached_property
     def _renderer(self) -> Any:
-        # The first render may happen inside a jit trace; building the renderer there would
-        # cache traced arrays (an UnexpectedTracerError on the next trace). Build it eagerly.
+        # The first render() may run inside jit: build the atlas arrays eagerly, so that
+        # they are concrete constants and no tracer leaks into the cached renderer.
         with jax.ensure_compile_time_eval():
             return self._make_renderer()
 

@@ -392,7 +392,11 @@ class ShisenSho(Env):
             t, _, _, legal = carry
             return ~jnp.any(legal) & (t < RESET_TRIES)
 
-        _, board, picture, legal = jax.lax.while_loop(needs_redraw, redraw, (jnp.int32(1), *attempt(jnp.int32(0))))
+        # The loop's first pass is the first draw (an empty start has no pair), so the
+        # drawing code is traced, and compiled, once.
+        empty = jnp.zeros(n * n, jnp.int32)
+        start = (jnp.int32(0), empty, empty, jnp.zeros((n, n, n, n), bool))
+        _, board, picture, legal = jax.lax.while_loop(needs_redraw, redraw, start)
         legal = legal.reshape(-1)
         return self._state(board.reshape(n, n), picture.reshape(n, n), **initial_fields(legal, ~jnp.any(legal)))
 

@@ -116,25 +116,33 @@ class ShisenShoRenderer:
         background[layout.top - g : layout.top + side + g, layout.left - g : layout.left + side + g] = GRID
 
         status = layout.status
-        text_height = max(8, int(status * 0.5))
+        text_height = max(7, int(status * 0.5))
         text_top = (status - text_height) // 2 + max(1, status // 16)
         digit = max(text.text_width(d, text_height) for d in "0123456789")
-        glyph_w = _round_up(digit, 16) if _round_up(digit, 16) - digit <= max(2, digit // 4) else _round_up(digit, 8)
+        # Digit slots as wide as the compositor's segment width allows without much waste.
+        units = [u for u in (16, 8) if u <= layout.unit] + [1]
+        glyph_w = next(_round_up(digit, u) for u in units if _round_up(digit, u) - digit <= max(2, digit // 4))
+        counters = (("score", len(str(size * size // 2))), ("tiles", len(str(size * size))))
+        # The roomiest status line that fits: full labels, two blank digits between them.
+        full, short = ("Score: ", "Tiles left: "), ("Score ", "Tiles ")
+        for labels, spacing in ((full, 2), (full, 1), (short, 1)):
+            placed, x = [], max(layout.left, 2)
+            for (name, slots), label in zip(counters, labels, strict=True):
+                digits_x = _round_up(x + text.text_width(label, text_height), glyph_w)
+                placed.append((label, x, name, slots, digits_x))
+                x = digits_x + (slots + spacing) * glyph_w
+            if x - spacing * glyph_w <= W:
+                break
+        else:
+            raise ValueError(f"image_size {image_size} is too narrow for the status line")
+        digit_tiles = text.number_tiles(
+            status, glyph_w, STATUS_TEXT, BACKGROUND, text_height=text_height, text_top=text_top
+        )
         canvas = Canvas(background)
-        x = max(layout.left, 2)
-        self.counters = []
-        counters = (("score", "Score: ", len(str(size * size // 2))), ("tiles", "Tiles left: ", len(str(size * size))))
-        for name, label, slots in counters:
-            text.draw_text(background, label, text_height, STATUS_TEXT, top_left=(text_top, x))
-            x = _round_up(x + text.text_width(label, text_height), glyph_w)
-            if x + slots * glyph_w > W:
-                raise ValueError(f"image_size {image_size} is too narrow for the status line")
-            digits = text.number_tiles(
-                status, glyph_w, STATUS_TEXT, BACKGROUND, text_height=text_height, text_top=text_top
-            )
-            canvas.add_slots(name, [(0, x + k * glyph_w) for k in range(slots)], digits)
-            self.counters.append((name, slots))
-            x += slots * glyph_w + 2 * glyph_w
+        for label, label_x, name, slots, digits_x in placed:
+            text.draw_text(background, label, text_height, STATUS_TEXT, top_left=(text_top, label_x))
+            canvas.add_slots(name, [(0, digits_x + k * glyph_w) for k in range(slots)], digit_tiles)
+        self.counters = counters
         canvas.add_slots("cell", layout.cell_origins(), cell_tiles)
         self.compositor = canvas.build()
         self.image_shape = self.compositor.image_shape

@@ -9,13 +9,22 @@ import jax
 import jaxgym
 
 GAMES = jaxgym.registered_games()
-SMALL_IMAGE = 64
+SMALL_IMAGES = (64, 96, 128, 160, 192, 256, 448)
 
 
 @functools.cache
 def small_env(game_id: str) -> jaxgym.Env:
-    """The game at its default rules with small images (cached: one compile per test module)."""
-    return jaxgym.make(game_id, image_size=SMALL_IMAGE)
+    """The game at its default rules with the smallest image size its renderer accepts
+    (cached: one compile per test module)."""
+    error = None
+    for side in SMALL_IMAGES:
+        try:
+            env = jaxgym.make(game_id, image_size=side)
+            _ = env._renderer  # builds the renderer, which rejects sizes too small for the board
+            return env
+        except ValueError as too_small:
+            error = too_small
+    raise error
 
 
 def index(states, b):

@@ -13,6 +13,7 @@ from bridges.protocol import GENERIC, protocol_for
 from bridges.sampler import StateSampler, random_action, random_play
 
 BATCH = 16
+LEGAL_DEPTH = 4  # the scoring tests sample with the same settings: one compile
 
 
 @pytest.mark.parametrize("game_id", GAMES)
@@ -63,29 +64,31 @@ def test_different_seeds_differ_and_compile_once():
     assert sampler._sample_fn._cache_size() == compiled
 
 
+def tile_sum(states) -> np.ndarray:
+    board = np.asarray(states.board)
+    return np.where(board > 0, 2**board, 0).sum(axis=(1, 2))
+
+
 def test_2048_paper_depth_is_100_uniform_actions():
-    # Uniform play takes illegal moves too (no-ops that still count as steps), so with no
-    # finished game every board has exactly 100 steps and fewer than 102 tiles spawned.
+    # Uniform play takes illegal moves too (no-ops that still count as steps): a board that
+    # did not finish a game has exactly 100 steps and fewer tiles than 100 legal moves
+    # would have spawned (each legal move spawns a 2 or a 4, after 2 initial spawns).
     env = small_env("2048")
-    states, _ = StateSampler(env, seed=3).sample(BATCH * 4)
-    counts = np.asarray(states.step_count)
-    assert (counts == 100).mean() > 0.5
-    tiles_value = (np.where(states.board > 0, 2 ** np.asarray(states.board), 0)).sum(axis=(1, 2))
-    full = counts == 100
-    # 2 initial spawns + one per legal move, each worth 2 or 4; some of the 100 were illegal.
-    assert (tiles_value[full] <= 4 * 102).all()
-    legal_play, _ = StateSampler(env, mode="legal", depth=100, seed=3).sample(BATCH * 4)
-    legal_value = (np.where(legal_play.board > 0, 2 ** np.asarray(legal_play.board), 0)).sum(axis=(1, 2))
-    legal_full = np.asarray(legal_play.step_count) == 100
-    # Legal play spawns a tile at every step: at least 2 * 102.
-    assert (legal_value[legal_full] >= 2 * 102).all()
-    assert tiles_value[full].mean() < legal_value[legal_full].mean()
+    states, _ = StateSampler(env, seed=3).sample(BATCH)
+    full = np.asarray(states.step_count) == 100
+    assert full.mean() > 0.5
+    assert (tile_sum(states)[full] <= 4 * 102).all()
+    assert tile_sum(states)[full].mean() < 2 * 102
+    # Legal play spawns at every step.
+    legal_play, _ = StateSampler(env, mode="legal", depth=LEGAL_DEPTH, seed=3).sample(BATCH)
+    assert (np.asarray(legal_play.step_count) == LEGAL_DEPTH).all()
+    assert (tile_sum(legal_play) >= 2 * (LEGAL_DEPTH + 2)).all()
 
 
 @pytest.mark.parametrize("game_id", GAMES)
 def test_legal_random_action_picks_legal_actions(game_id):
     env = small_env(game_id)
-    states, _ = StateSampler(env, mode="legal", depth=3, seed=2).sample(BATCH)
+    states, _ = StateSampler(env, mode="legal", depth=LEGAL_DEPTH, seed=2).sample(BATCH)
     keys = jax.random.split(jax.random.key(0), (BATCH, 32))
     pick = jax.jit(jax.vmap(jax.vmap(lambda s, k: random_action(s, k, "legal", env.num_actions), (None, 0))))
     actions = np.asarray(pick(states, keys))

@@ -13,7 +13,7 @@ from bridges.sampler import StateSampler
 from bridges.scoring import GroupScorer, format_ok, perception_ok
 from jaxgym import INVALID_ACTION
 
-B, N = 6, 5
+B, N = 16, 5  # the sampler tests draw the same batch: one compile per game
 
 
 @pytest.fixture(scope="module", params=GAMES)
@@ -104,37 +104,52 @@ def test_the_same_action_n_times_gives_n_identical_outcomes(batch):
         assert (leaf == leaf[:, :1]).all()
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        dict(w_format=0.5, w_perception=2.0, shaping="raw"),
-        dict(w_format=0.0, w_perception=0.0, shaping="legal", w_game=3.0),
-        dict(shaping=lambda raw, legal: jnp.where(legal, jnp.log1p(jnp.maximum(raw, 0.0)), -2.0)),
-    ],
-    ids=["raw", "legal", "callable"],
-)
-def test_weights_and_shaping_are_applied(batch, overrides):
+def log_bonus(raw, legal):
+    return jnp.where(legal, jnp.log1p(jnp.maximum(raw, 0.0)), -2.0)
+
+
+def test_weights_are_applied(batch):
     env, states = batch
     responses, _ = mixed_responses(env, states, np.random.default_rng(2))
-    s = GroupScorer(env, **overrides).score(states, responses, jax.random.key(4))
-    w_format = overrides.get("w_format", protocol_for(env).w_format)
-    w_perception = overrides.get("w_perception", protocol_for(env).w_perception)
-    w_game = overrides.get("w_game", 1.0)
-    shaping = overrides["shaping"]
-    if shaping == "raw":
-        game = s.raw_reward
-    elif shaping == "legal":
-        game = np.where(s.legal, 1.0, -1.0)
-    else:
-        game = np.where(s.legal, np.log1p(np.maximum(s.raw_reward, 0.0)), -2.0)
+    s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0).score(states, responses, jax.random.key(4))
+    game = np.where(s.raw_reward > 0, 1.0, -1.0)
+    np.testing.assert_array_equal(s.game, game)
+    np.testing.assert_allclose(s.overall, 3.0 * game + 0.5 * s.format + 2.0 * s.perception, rtol=1e-6)
+    assert s.format.any() and s.perception.any() and (~s.legal).any()
+
+
+def test_custom_shaping_is_applied():
+    env = small_env("2048")
+    states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)
+    responses, _ = mixed_responses(env, states, np.random.default_rng(2))
+    s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0, shaping=log_bonus).score(
+        states, responses, jax.random.key(4)
+    )
+    game = np.where(s.legal, np.log1p(np.maximum(s.raw_reward, 0.0)), -2.0)
     np.testing.assert_allclose(s.game, game, rtol=1e-6)
-    np.testing.assert_allclose(s.overall, w_game * game + w_format * s.format + w_perception * s.perception, rtol=1e-6)
+    np.testing.assert_allclose(s.overall, 3.0 * game + 0.5 * s.format + 2.0 * s.perception, rtol=1e-6)
+    assert s.format.any() and s.perception.any() and (~s.legal).any()
+
+
+@pytest.mark.parametrize(
+    "shaping, expected",
+    [
+        ("sign", [-1, -1, 1, -1, 1, -1]),
+        ("raw", [-1, 0, 4, 0, 1, -1]),
+        ("legal", [-1, 1, 1, -1, 1, 1]),
+    ],
+)
+def test_named_shapings(shaping, expected):
+    protocol = protocol_for("2048").replace(shaping=shaping)
+    raw = jnp.array([-1.0, 0.0, 4.0, 0.0, 1.0, -1.0])
+    legal = jnp.array([False, True, True, False, True, True])
+    np.testing.assert_array_equal(np.asarray(protocol.shape_reward(raw, legal)), expected)
 
 
 @pytest.mark.parametrize("game_id", GAMES)
 def test_perception_check_accepts_only_the_exact_board(game_id):
     env = small_env(game_id)
-    states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)
+    states, _ = StateSampler(env, mode="legal", depth=4, seed=12).sample(B)
     truth = env.describe(index(states, 0))
     for padded in (truth, f"  {truth}  ", f"\n\n{truth}\n", f"\t{truth}\r\n"):
         assert perception_ok(f"<perception>{padded}</perception><answer>0</answer>", truth)

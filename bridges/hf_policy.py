@@ -1,0 +1,93 @@
+"""The ``hf:<path>`` evaluation policy: a local transformers checkpoint, batched generation.
+
+The model and processor come from ``learner.models.load_policy``, the one way this project
+loads a policy: the learner's exported checkpoints, any saved Qwen2-VL-family model, or
+``hf:tiny`` (the built-in tiny random-weight model, for smoke tests). torch and
+transformers are imported only when such a policy is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bridges.policies import Observation, Policy
+from bridges.torch_io import images_to_pil
+
+
+class HFPolicy(Policy):
+    """Generates one response per board with a local vision-language model.
+
+    Args:
+        path: a checkpoint directory (or ``"tiny"``), as ``learner.models.load_policy`` takes.
+        max_new_tokens: generation budget per response.
+        temperature: 0 for greedy decoding, else sampling at this temperature (seeded from
+            the evaluation's key, so runs are reproducible).
+        batch_size: boards per ``generate`` call.
+        dtype: ``None`` (the checkpoint's), ``"bf16"`` or ``"fp32"``.
+        device: a torch device (default: CUDA if available, else CPU).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_new_tokens: int = 1024,
+        temperature: float = 0.0,
+        batch_size: int = 8,
+        dtype: Any = None,
+        device: str | None = None,
+    ):
+        import torch
+
+        from learner.models import banned_token_ids, load_policy
+
+        if max_new_tokens < 1 or batch_size < 1 or temperature < 0:
+            raise ValueError(
+                f"need max_new_tokens >= 1, batch_size >= 1, temperature >= 0; got {max_new_tokens}, "
+                f"{batch_size}, {temperature}"
+            )
+        self.model, self.processor = load_policy(path, dtype=dtype)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device).eval()
+        self.processor.tokenizer.padding_side = "left"  # generation continues every row at its end
+        self.banned = banned_token_ids(self.model.config)
+        self.max_new_tokens, self.temperature, self.batch_size = int(max_new_tokens), float(temperature), batch_size
+        self.name = f"hf-{str(path).rstrip('/').split('/')[-1]}"
+
+    def _prompt_text(self, prompt: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def generate(self, images: list[Any], prompts: list[str], seed: int = 0) -> list[str]:
+        """Responses for PIL images and prompts, ``batch_size`` at a time."""
+        import torch
+
+        out: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [self._prompt_text(p) for p in prompts[start : start + self.batch_size]]
+            inputs = self.processor(
+                text=texts, images=images[start : start + self.batch_size], return_tensors="pt", padding=True
+            ).to(self.device)
+            sampling = self.temperature > 0
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + start)
+                generated = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=sampling,
+                    temperature=self.temperature if sampling else None,
+                    top_p=None,
+                    top_k=None,
+                    suppress_tokens=self.banned,
+                )
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            out.extend(self.processor.batch_decode(new_tokens, skip_special_tokens=True))
+        return out
+
+    def __call__(self, obs: Observation) -> list[str]:
+        import jax
+
+        seed = int(np.asarray(jax.random.randint(obs.key, (), 0, 2**31 - 1)))
+        return self.generate(images_to_pil(obs.images), list(obs.prompts), seed=seed)

@@ -1,0 +1,563 @@
+"""Swap (match-3) in pure JAX, on a configurable ``size x size`` board (default 8x8).
+
+Rules (``shared/spec/games.md``, Swap): a move swaps two orthogonally adjacent tiles and is
+valid iff afterwards some row or column holds a run of 3 or more identical tiles. A valid
+move resolves in *waves*: every cell of every run (rows and columns as one set, so an L, T or
++ counts its shared cell once) is removed at once, scoring ``k * (k - 1)`` for a wave of
+``k`` cells; the tiles above fall down; the emptied cells at the top of each column take new
+random tiles; this repeats while runs exist. If the board then has no valid move it is
+reshuffled until it has one and no run. An invalid move leaves the board as it was and
+scores -1.
+
+Every function below is pure and branch-free (selects, bounded ``lax.while_loop``), so
+``vmap`` over thousands of boards runs one program. A tile *kind* ``k`` is the pair
+(colour ``k // shapes``, shape ``k % shapes``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax import lax
+
+from jaxgym import parsing
+from jaxgym.core import (
+    INVALID_ACTION,
+    UNPARSEABLE,
+    Array,
+    Env,
+    PRNGKey,
+    State,
+    check_action,
+    check_int_param,
+    initial_fields,
+    resolve_image_size,
+)
+from jaxgym.grid import slide_left
+
+COLOR_NAMES = ("Red", "Green", "Blue", "Yellow", "Purple", "Orange")
+"""Colour names in palette order; a game with ``colors=c`` uses the first ``c``."""
+SHAPE_NAMES = ("circle", "square", "triangle", "diamond", "cross", "star")
+"""Shape names in palette order (``renderers.draw.SHAPES``); ``shapes=s`` uses the first ``s``."""
+
+REDRAWS = 10
+"""The paper's generator redraws a cell at most this many times while it completes a run."""
+MAX_SETTLE_STEPS = 64
+"""Cap on the waves plus shuffles of one ``settle`` (one move, or a reset). Measured on
+20,000 random valid moves from fresh 8x8 boards: 17% need a second wave or shuffle, 4.6% a
+third, 1% a fourth, 0.01% a seventh, none an eighth (each step continues with probability
+about 0.25), so the cap is never reached in practice. If it were, ``fallback_board``, a
+constructed board with no run and a valid swap, takes the board's place: every step
+terminates with the invariant intact."""
+
+_REFILL_STREAM, _SHUFFLE_STREAM, _FALLBACK_STREAM = 0, 1, 2
+_ANSWER_PAIR = re.compile(r"[(\[]\s*([-+]?[0-9]+)\s*,\s*([-+]?[0-9]+)\s*[)\]]")
+
+
+@struct.dataclass
+class SwapState(State):
+    """State of one Swap board (fields of ``jaxgym.core.State`` plus the board).
+
+    Attributes:
+        board: int32 ``(size, size)`` of tile kinds ``0..colors*shapes - 1``; kind ``k`` is
+            colour ``k // shapes`` and shape ``k % shapes``. Always full.
+    """
+
+    board: Array
+
+
+def num_swaps(size: int) -> int:
+    """Number of orthogonally adjacent cell pairs, the flat action count: ``2*size*(size-1)``.
+
+    >>> num_swaps(8)
+    112
+    """
+    return 2 * size * (size - 1)
+
+
+def _xp(*values: Any) -> Any:
+    """jax.numpy for JAX inputs (jit/vmap), NumPy for host ints (cheap in parsers)."""
+    return jnp if any(isinstance(v, jax.Array) for v in values) else np
+
+
+def pair_to_action(r1: Any, c1: Any, r2: Any, c2: Any, size: int) -> Any:
+    """The flat action swapping cells ``(r1, c1)`` and ``(r2, c2)`` (either order).
+
+    Actions ``0 .. size*(size-1) - 1`` are the horizontal pairs ``(r, c)-(r, c+1)`` at
+    ``r*(size-1) + c``; the next ``size*(size-1)`` are the vertical pairs ``(r, c)-(r+1, c)``
+    at ``size*(size-1) + r*size + c``. Cells that are off the board, equal, diagonal or
+    further apart give ``INVALID_ACTION`` (-1), never another swap. Works on host ints and,
+    elementwise, on JAX arrays.
+
+    >>> int(pair_to_action(0, 1, 0, 2, 8)), int(pair_to_action(1, 0, 0, 0, 8))
+    (1, 56)
+    >>> int(pair_to_action(0, 7, 0, 8, 8)), int(pair_to_action(0, 0, 1, 1, 8))
+    (-1, -1)
+    """
+    xp = _xp(r1, c1, r2, c2)
+    r1, c1, r2, c2 = (xp.asarray(v) for v in (r1, c1, r2, c2))
+    on_board = (r1 >= 0) & (r1 < size) & (c1 >= 0) & (c1 < size) & (r2 >= 0) & (r2 < size) & (c2 >= 0) & (c2 < size)
+    horizontal = (r1 == r2) & (xp.abs(c1 - c2) == 1)
+    vertical = (c1 == c2) & (xp.abs(r1 - r2) == 1)
+    top, left = xp.minimum(r1, r2), xp.minimum(c1, c2)
+    h_action = r1 * (size - 1) + left
+    v_action = size * (size - 1) + top * size + c1
+    action = xp.where(horizontal, h_action, v_action)
+    return xp.where(on_board & (horizontal | vertical), action, INVALID_ACTION).astype(xp.int32)
+
+
+def action_to_pair(action: Any, size: int) -> tuple[Any, Any, Any, Any]:
+    """``(r1, c1, r2, c2)`` of a flat action, the top/left cell first; ``(-1, -1, -1, -1)``
+    for an action outside ``0 .. num_swaps(size) - 1``. Host ints or JAX arrays.
+
+    >>> [int(v) for v in action_to_pair(1, 8)], [int(v) for v in action_to_pair(56, 8)]
+    ([0, 1, 0, 2], [0, 0, 1, 0])
+    """
+    xp = _xp(action)
+    action = xp.asarray(action)
+    half = size * (size - 1)
+    valid = (action >= 0) & (action < 2 * half)
+    vertical = action >= half
+    h, v = action, action - half
+    r1 = xp.where(vertical, v // size, h // (size - 1))
+    c1 = xp.where(vertical, v % size, h % (size - 1))
+    r2 = r1 + vertical
+    c2 = c1 + ~vertical
+    return tuple(xp.where(valid, x, -1).astype(xp.int32) for x in (r1, c1, r2, c2))
+
+
+def apply_swap(board: Array, action: Array) -> Array:
+    """The board with the two cells of ``action`` exchanged (unchanged for an invalid action)."""
+    size = board.shape[-1]
+    r1, c1, r2, c2 = action_to_pair(jnp.asarray(action, jnp.int32), size)
+    valid = r1 >= 0
+    p = jnp.where(valid, r1 * size + c1, 0)
+    q = jnp.where(valid, r2 * size + c2, 0)
+    flat = board.ravel()
+    swapped = flat.at[p].set(flat[q]).at[q].set(flat[p])
+    return swapped.reshape(board.shape)
+
+
+def _triples(board: Array) -> tuple[Array, Array]:
+    """bool ``(G, G-2)``/``(G-2, G)``: three equal cells start here, along rows/columns."""
+    rows = (board[:, :-2] == board[:, 1:-1]) & (board[:, 1:-1] == board[:, 2:])
+    cols = (board[:-2, :] == board[1:-1, :]) & (board[1:-1, :] == board[2:, :])
+    return rows, cols
+
+
+def run_cells(board: Array) -> Array:
+    """bool ``(G, G)``: the cells in a row or column run of 3 or more equal tiles.
+
+    >>> run_cells(jnp.array([[0, 0, 0], [1, 2, 1], [2, 1, 2]])).astype(int).tolist()
+    [[1, 1, 1], [0, 0, 0], [0, 0, 0]]
+    """
+    rows, cols = _triples(board)
+    # A cell is in a run if a triple starts at it or at one of the two cells before it.
+    rows = jnp.pad(rows, ((0, 0), (2, 2)))
+    cols = jnp.pad(cols, ((2, 2), (0, 0)))
+    in_row = rows[:, 2:] | rows[:, 1:-1] | rows[:, :-2]
+    in_col = cols[2:, :] | cols[1:-1, :] | cols[:-2, :]
+    return in_row | in_col
+
+
+def has_run(board: Array) -> Array:
+    """bool ``()``: some row or column has a run of 3 or more equal tiles."""
+    rows, cols = _triples(board)
+    return jnp.any(rows) | jnp.any(cols)
+
+
+def swap_creates_run(board: Array) -> Array:
+    """bool ``(num_swaps,)``: which adjacent swaps create a run, for a board without a run.
+
+    Only the two moved tiles can be in a new run, so each swap is decided from the cells
+    within two steps of its pair, for all swaps at once (the legal-action mask). On a board
+    that already has a run the answer is only about runs through the moved cells.
+    """
+    size = board.shape[-1]
+    padded = jnp.pad(board, 2, constant_values=-1)  # -1 equals no kind
+
+    def at(dr: int, dc: int) -> Array:
+        return padded[2 + dr : 2 + dr + size, 2 + dc : 2 + dc + size]
+
+    def receives_run(dr: int, dc: int) -> Array:
+        """Does the tile from the neighbour at (dr, dc) complete a run in this cell?"""
+        kind = at(dr, dc)
+        same = {(r, c): at(r, c) == kind for r in range(-2, 3) for c in range(-2, 3)}
+        er, ec = dc, dr  # the perpendicular axis
+        beyond = same[(-dr, -dc)] & same[(-2 * dr, -2 * dc)]
+        across = (
+            (same[(er, ec)] & same[(2 * er, 2 * ec)])
+            | (same[(-er, -ec)] & same[(er, ec)])
+            | (same[(-er, -ec)] & same[(-2 * er, -2 * ec)])
+        )
+        return (kind >= 0) & (beyond | across)
+
+    horizontal = receives_run(0, 1)[:, :-1] | receives_run(0, -1)[:, 1:]
+    vertical = receives_run(1, 0)[:-1, :] | receives_run(-1, 0)[1:, :]
+    return jnp.concatenate([horizontal.ravel(), vertical.ravel()])
+
+
+def refill_tiles(key: PRNGKey, wave: Array | int, size: int, kinds: int) -> Array:
+    """int32 ``(size, size)``: the new tiles of wave ``wave`` of a settle with ``key``.
+
+    After a wave's tiles fall, the emptied cell ``(r, c)`` (at the top of column ``c``) takes
+    ``refill_tiles(key, wave)[r, c]``. Public so that a reference implementation can replay
+    a move with the same tiles."""
+    wave_key = jax.random.fold_in(jax.random.fold_in(key, _REFILL_STREAM), wave)
+    # Drawn flat: XLA:CPU compiles a 1-D draw much faster than a 2-D one of the same size.
+    return jax.random.randint(wave_key, (size * size,), 0, kinds, jnp.int32).reshape(size, size)
+
+
+def shuffle_order(key: PRNGKey, attempt: Array | int, size: int) -> Array:
+    """int32 ``(size*size,)``: the permutation of reshuffle ``attempt`` of a settle with
+    ``key``; the shuffled board is ``board.ravel()[order].reshape(size, size)``."""
+    attempt_key = jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), attempt)
+    return jax.random.permutation(attempt_key, size * size).astype(jnp.int32)
+
+
+def collapse(board: Array, removed: Array, refill: Array) -> Array:
+    """Remove ``removed`` cells, let the tiles above fall, and fill the emptied top cells
+    from ``refill`` (same shape as the board).
+
+    >>> collapse(jnp.array([[1], [2], [3]]), jnp.array([[False], [True], [False]]),
+    ...          jnp.array([[7], [8], [9]])).ravel().tolist()
+    [7, 1, 3]
+    """
+    tiles = jnp.where(removed, 0, board + 1)
+    bottom_up_columns = tiles[::-1, :].T
+    fallen = slide_left(bottom_up_columns).T[::-1, :] - 1
+    return jnp.where(fallen < 0, refill, fallen)
+
+
+def clear_wave(board: Array, refill: Array) -> tuple[Array, Array]:
+    """One wave: remove every run cell at once, collapse, refill. ``(board, points)`` with
+    ``points = k * (k - 1)`` for the ``k`` removed cells (0 if the board has no run).
+
+    >>> board = jnp.array([[5, 6, 7, 8], [1, 1, 1, 2], [3, 4, 1, 4], [4, 3, 1, 3]])
+    >>> board, points = clear_wave(board, jnp.full((4, 4), 9))   # an L of 5 cells
+    >>> int(points), board.tolist()
+    (20, [[9, 9, 9, 8], [5, 6, 9, 2], [3, 4, 9, 4], [4, 3, 7, 3]])
+    """
+    cells = run_cells(board)
+    k = jnp.sum(cells, dtype=jnp.int32)
+    return collapse(board, cells, refill), k * (k - 1)
+
+
+def is_settled(board: Array) -> Array:
+    """bool ``()``: the board has no run and at least one valid swap (the game's invariant)."""
+    return ~has_run(board) & jnp.any(swap_creates_run(board))
+
+
+def fallback_board(key: PRNGKey, size: int, kinds: int) -> Array:
+    """A settled board for when ``settle`` reached ``MAX_SETTLE_STEPS``: 2x2 blocks of two
+    random kinds ``a != b`` in a checkerboard.
+
+    Every row and column reads ``a a b b a a ...``, so there is no run; swapping ``(1, 2)``
+    with ``(2, 2)`` turns row 1 into ``a a a ...`` (for any ``size >= 3``), a valid move.
+
+    >>> board = fallback_board(jax.random.key(0), 4, 12)
+    >>> bool(is_settled(board)), len(set(board.ravel().tolist()))
+    (True, 2)
+    """
+    first_key, offset_key = jax.random.split(key)
+    a = jax.random.randint(first_key, (), 0, kinds, jnp.int32)
+    b = (a + jax.random.randint(offset_key, (), 1, kinds, jnp.int32)) % kinds
+    blocks = (np.arange(size)[:, None] // 2 + np.arange(size)[None, :] // 2) % 2 == 1
+    return jnp.where(jnp.asarray(blocks), b, a)
+
+
+def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array, Array]:
+    """Bring a board to rest: ``(board, points, waves, shuffles)``.
+
+    While the board is not settled: if it has a run, clear a wave (wave ``w`` refills from
+    ``refill_tiles(key, w)``); otherwise (no run, no valid swap) permute its tiles by
+    ``shuffle_order(key, s)`` for the ``s``-th shuffle. Like the paper's game, the runs a
+    shuffle creates are cleared in scored waves, and a shuffle that leaves no valid swap is
+    shuffled again. ``points`` sums ``k * (k - 1)`` over all waves. After ``MAX_SETTLE_STEPS``
+    waves and shuffles the board is ``fallback_board``, so the result is always settled.
+    """
+    size = board.shape[-1]
+
+    def unsettled(carry: tuple[Array, Array, Array, Array]) -> Array:
+        board, _, waves, shuffles = carry
+        return ~is_settled(board) & (waves + shuffles < MAX_SETTLE_STEPS)
+
+    def settle_step(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
+        board, points, waves, shuffles = carry
+        run = has_run(board)
+        cleared, gained = clear_wave(board, refill_tiles(key, waves, size, kinds))
+        shuffled = board.ravel()[shuffle_order(key, shuffles, size)].reshape(size, size)
+        return (
+            jnp.where(run, cleared, shuffled),
+            points + jnp.where(run, gained, 0),
+            waves + run,
+            shuffles + ~run,
+        )
+
+    zero = jnp.int32(0)
+    board, points, waves, shuffles = lax.while_loop(unsettled, settle_step, (board, zero, zero, zero))
+    fallback = fallback_board(jax.random.fold_in(key, _FALLBACK_STREAM), size, kinds)
+    return jnp.where(is_settled(board), board, fallback), points, waves, shuffles
+
+
+def fill_candidates(key: PRNGKey, size: int, kinds: int) -> Array:
+    """int32 ``(size, size, REDRAWS + 1)``: the draw and the redraws of every cell for
+    ``fill_board`` (public so a reference fill can use the same draws)."""
+    return jax.random.randint(key, (size * size * (REDRAWS + 1),), 0, kinds, jnp.int32).reshape(
+        size, size, REDRAWS + 1
+    )
+
+
+def fill_board(candidates: Array) -> Array:
+    """The paper's initial fill: cells in row-major order, each taking its first draw that
+    does not complete a run with the two cells to its left or the two above it, or its last
+    draw after ``REDRAWS`` redraws.
+
+    A cell only looks left and up, so all cells of one anti-diagonal ``r + c = d`` depend
+    only on earlier anti-diagonals: the fill runs in ``2*size - 1`` vectorised steps and gives
+    exactly the row-major result.
+
+    >>> cands = jnp.zeros((3, 3, REDRAWS + 1), jnp.int32).at[:, :, 1:].set(1)
+    >>> fill_board(cands).tolist()   # the third 0 of a line is redrawn to 1
+    [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
+    """
+    size = candidates.shape[0]
+    diagonal = jnp.asarray(np.add.outer(np.arange(size), np.arange(size)))
+    first_fit = candidates[..., 0]  # placeholder for cells not yet drawn
+
+    def fill_diagonal(d: Array, board: Array) -> Array:
+        padded = jnp.pad(board, ((2, 0), (2, 0)), constant_values=-1)  # -1 equals no kind
+        left1, left2 = padded[2:, 1:-1], padded[2:, :-2]
+        up1, up2 = padded[1:-1, 2:], padded[:-2, 2:]
+        completes = ((left1 == left2)[..., None] & (candidates == left1[..., None])) | (
+            (up1 == up2)[..., None] & (candidates == up1[..., None])
+        )
+        fits = ~completes
+        first = jnp.take_along_axis(candidates, jnp.argmax(fits, axis=-1)[..., None], -1)[..., 0]
+        chosen = jnp.where(jnp.any(fits, axis=-1), first, candidates[..., -1])
+        return jnp.where(diagonal == d, chosen, board)
+
+    return lax.fori_loop(0, 2 * size - 1, fill_diagonal, jnp.full_like(first_fit, -1))
+
+
+def _saturating_add(total: Array, gain: Array) -> Array:
+    limit = jnp.iinfo(jnp.int32).max
+    return jnp.where(gain > limit - total, limit, total + gain).astype(jnp.int32)
+
+
+class Swap(Env):
+    """Swap (match-3) on a ``size x size`` board of ``colors x shapes`` tile kinds.
+
+    Spec sheet:
+        - **state** (``SwapState``): ``board`` int32 ``(size, size)`` of kinds (kind ``k`` is
+          colour ``COLOR_NAMES[k // shapes]``, shape ``SHAPE_NAMES[k % shapes]``; the default
+          kinds are 0 Red circle, 1 Red square, 2 Red triangle, 3 Green circle, ...,
+          11 Yellow triangle); ``reward`` float32 ``()``; ``terminated`` (always False),
+          ``truncated`` and ``last_action_legal`` bool ``()``; ``legal_action_mask`` bool
+          ``(2*size*(size-1),)``; ``step_count`` int32 ``()`` (actions taken, valid or not);
+          ``score`` int32 ``()`` (sum of wave scores, saturating at the int32 maximum).
+        - **action**: int, one of the ``2*size*(size-1)`` adjacent swaps (112 for 8x8):
+          horizontal pairs ``(r, c)-(r, c+1)`` at ``r*(size-1) + c``, then vertical pairs
+          ``(r, c)-(r+1, c)`` at ``size*(size-1) + r*size + c``. ``pair_to_action`` and
+          ``action_to_pair`` convert; a pair of cells that are not adjacent, or off the
+          board, is ``INVALID_ACTION``.
+        - **reward**: float32, the sum of ``k*(k-1)`` over the waves of a valid move (a wave
+          removes ``k`` cells: 3 -> 6, 4 -> 12, two separate 3-runs -> 30). A swap that makes
+          no run, and any action outside the range (``INVALID_ACTION`` included), is a
+          no-op with reward -1: only ``step_count`` (+1), ``reward``, ``last_action_legal``
+          (False) and ``truncated`` change. This is the raw reward; the +1/-1 training
+          shaping belongs to the bridges.
+        - **termination**: never (a board always has a valid move). ``truncated`` is set once
+          ``step_count`` reaches ``max_moves`` (default 100, the paper's evaluation length);
+          stepping on afterwards keeps working.
+        - **randomness** (from the explicit keys only): reset splits its key into a fill key
+          (``fill_candidates``: the paper's row-major fill with up to 10 redraws, then
+          ``fill_board``) and a settle key; a valid step settles with the step key itself.
+          ``settle`` with key ``k``: wave ``w`` refills from ``refill_tiles(k, w)``; a board
+          with no run and no valid swap is shuffled by ``shuffle_order(k, s)``. At most
+          ``MAX_SETTLE_STEPS`` waves plus shuffles, then a constructed ``fallback_board``: every
+          step terminates, and every state has a full board, no run and a valid swap.
+        - **render**: ``(H, W, 3)`` uint8, default 448x448: checkerboard cells (240/230
+          grey), each tile a raised light square with its coloured, outlined shape, and a
+          status line ``Score: 36  Moves: 12/100`` (``renderers/swap.py``).
+        - **perception text**: rows joined by newlines, cells by `` | ``; a cell is
+          ``{Colour} {shape}``, e.g. ``Red circle``.
+        - **answer**: ``<answer>(r1, c1) (r2, c2)</answer>``, lenient about whitespace and
+          separators (``(0,1),(0,2)``, one pair per line, square brackets); the last answer
+          block counts. Well-formed pairs that are off the board or not adjacent parse to
+          ``INVALID_ACTION``.
+
+    Where the paper's code differs on purpose: the reset score is 0 (the reference kept the
+    points of the runs cleared while generating the board). As in the reference, a reshuffle's
+    own runs are cleared in scored waves that count towards the move's reward (this is what
+    gives the reference's reward statistics), and scores are its ``k * (1 + k - 2)``.
+    """
+
+    name = "swap"
+    version = 0
+
+    def __init__(
+        self,
+        size: int = 8,
+        colors: int = 4,
+        shapes: int = 3,
+        max_moves: int = 100,
+        image_size: int | tuple[int, int] = 448,
+    ):
+        self.size = check_int_param("size", size, 4, 12)
+        self.colors = check_int_param("colors", colors, 1, len(COLOR_NAMES))
+        self.shapes = check_int_param("shapes", shapes, 1, len(SHAPE_NAMES))
+        self.kinds = self.colors * self.shapes
+        if self.kinds < 4:
+            raise ValueError(
+                f"colors * shapes = {colors} * {shapes} = {self.kinds} tile kinds is too few; "
+                f"allowed: at least 4 kinds (e.g. colors=2, shapes=2)"
+            )
+        self.max_moves = check_int_param("max_moves", max_moves, 1, 10**9)
+        self.image_size = resolve_image_size(image_size)
+        self.num_actions = num_swaps(self.size)
+
+    # --- actions -------------------------------------------------------------------------
+
+    def pair_to_action(self, r1: Any, c1: Any, r2: Any, c2: Any) -> Any:
+        """See the module function ``pair_to_action``."""
+        return pair_to_action(r1, c1, r2, c2, self.size)
+
+    def action_to_pair(self, action: Any) -> tuple[Any, Any, Any, Any]:
+        """See the module function ``action_to_pair``."""
+        return action_to_pair(action, self.size)
+
+    def refill_tiles(self, key: PRNGKey, wave: Array | int) -> Array:
+        """The refill of wave ``wave`` of a step with ``key`` (see ``refill_tiles``)."""
+        return refill_tiles(key, wave, self.size, self.kinds)
+
+    # --- dynamics ------------------------------------------------------------------------
+
+    def _fields(self, board: Array) -> dict[str, Array]:
+        return dict(board=board, **initial_fields(swap_creates_run(board)))
+
+    def reset(self, key: PRNGKey) -> SwapState:
+        fill_key, settle_key = jax.random.split(key)
+        board = fill_board(fill_candidates(fill_key, self.size, self.kinds))
+        board, _, _, _ = settle(board, settle_key, self.kinds)
+        return SwapState(**self._fields(board))
+
+    def step(self, state: SwapState, action: Array | int, key: PRNGKey) -> SwapState:
+        action = check_action(action)
+        swapped = apply_swap(state.board, action)
+        valid = (action >= 0) & (action < self.num_actions) & has_run(swapped)
+        # An invalid move settles the unchanged, already settled board: no wave, no shuffle.
+        settled, gained, _, _ = settle(jnp.where(valid, swapped, state.board), key, self.kinds)
+        board = jnp.where(valid, settled, state.board)
+        gained = jnp.where(valid, gained, 0)
+        step_count = state.step_count + 1
+        return state.replace(
+            board=board,
+            reward=jnp.where(valid, gained.astype(jnp.float32), jnp.float32(-1.0)),
+            terminated=jnp.bool_(False),
+            truncated=step_count >= self.max_moves,
+            legal_action_mask=swap_creates_run(board),
+            step_count=step_count,
+            score=_saturating_add(state.score, gained),
+            last_action_legal=valid,
+        )
+
+    def from_board(self, board: Any) -> SwapState:
+        """A state for a board of kinds (score 0, no moves yet). The board must be what the
+        game can show: full, kinds in range, no run, at least one valid swap."""
+        if not isinstance(board, jax.core.Tracer):
+            arr = np.asarray(board)
+            if arr.shape != (self.size, self.size):
+                raise ValueError(f"board must have shape ({self.size}, {self.size}), got {arr.shape}")
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"board must hold integer tile kinds, got dtype {arr.dtype}")
+            if arr.min() < 0 or arr.max() >= self.kinds:
+                raise ValueError(
+                    f"board kinds must be in 0..{self.kinds - 1} ({self.colors} colours x "
+                    f"{self.shapes} shapes), got min {arr.min()} max {arr.max()}"
+                )
+            if bool(has_run(jnp.asarray(arr))):
+                raise ValueError("board has a run of 3 or more; a Swap board never rests with a run")
+            if not bool(jnp.any(swap_creates_run(jnp.asarray(arr)))):
+                raise ValueError("board has no valid swap; a Swap board always has one (the game reshuffles)")
+        return SwapState(**self._fields(jnp.asarray(board).astype(jnp.int32)))
+
+    # --- text ----------------------------------------------------------------------------
+
+    def kind_name(self, kind: int) -> str:
+        """``"{Colour} {shape}"`` of a tile kind, e.g. ``"Red circle"``."""
+        kind = int(kind)
+        if not 0 <= kind < self.kinds:
+            raise ValueError(f"kind={kind} is out of range; allowed: 0..{self.kinds - 1}")
+        return f"{COLOR_NAMES[kind // self.shapes]} {SHAPE_NAMES[kind % self.shapes]}"
+
+    def describe(self, state: SwapState) -> str:
+        board = np.asarray(state.board)
+        if board.ndim != 2:
+            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
+        names = [self.kind_name(k) for k in range(self.kinds)]
+        return "\n".join(" | ".join(names[int(k)] for k in row) for row in board)
+
+    def prompt(self) -> str:
+        n = self.size
+        colors = ", ".join(COLOR_NAMES[: self.colors])
+        shapes = ", ".join(SHAPE_NAMES[: self.shapes])
+        return (
+            f"You are playing Swap, a match-3 puzzle, on the {n}x{n} board shown in the image. "
+            f"Every cell holds a tile: a shape ({shapes}) in a colour ({colors}). Two tiles are "
+            "identical when both colour and shape are the same.\n"
+            f"Cells are named (row, col), counted from 0 at the top-left cell: rows go down "
+            f"from 0 to {n - 1}, columns go right from 0 to {n - 1}.\n"
+            "A move swaps two tiles that are side by side in a row or a column (never "
+            "diagonal). The move only counts if, after the swap, three or more identical "
+            "tiles stand in a line in some row or column; otherwise nothing happens and the "
+            "move is wasted. Lines of identical tiles disappear and score points, the tiles "
+            "above fall down, and new tiles drop in from the top, which can make more lines.\n"
+            "Goal: make a move that counts.\n\n"
+            "First describe the board inside <perception></perception>: one line per row from "
+            "top to bottom, the cells of a row separated by ' | ', each cell written as its "
+            "colour and shape, for example 'Red circle | Blue square | ...'.\n"
+            "Then reason about your move inside <think></think>.\n"
+            "Finally give the two cells to swap inside <answer></answer>, for example "
+            "<answer>(0, 1) (0, 2)</answer>."
+        )
+
+    def parse_answer(self, text: str) -> int | Literal["unparseable"]:
+        """The swap named in the last ``<answer>`` block: the first two ``(row, col)`` pairs,
+        or exactly four integers; off-board or non-adjacent cells give ``INVALID_ACTION``."""
+        answer = parsing.last_tag_content(text, "answer")
+        if answer is None:
+            return UNPARSEABLE
+        answer = parsing.normalize(answer)
+        numbers: list[int] = []
+        for match in _ANSWER_PAIR.finditer(answer):
+            numbers += parsing.ints(match.group(1), 1) + parsing.ints(match.group(2), 1)
+            if len(numbers) == 4:
+                break
+        if len(numbers) < 4:
+            numbers = parsing.ints(answer, 5)
+            if len(numbers) != 4:
+                return UNPARSEABLE
+        r1, c1, r2, c2 = (parsing.clamp_to_int32(v) for v in numbers)
+        return int(pair_to_action(r1, c1, r2, c2, self.size))
+
+    def format_answer(self, action: int) -> str:
+        action = int(action)
+        if action == INVALID_ACTION:
+            return "<answer>(-1, -1) (-1, -1)</answer>"
+        if not 0 <= action < self.num_actions:
+            raise ValueError(
+                f"action={action} is out of range; allowed: 0..{self.num_actions - 1} or INVALID_ACTION (-1)"
+            )
+        r1, c1, r2, c2 = (int(v) for v in action_to_pair(action, self.size))
+        return f"<answer>({r1}, {c1}) ({r2}, {c2})</answer>"
+
+    def _make_renderer(self) -> Any:
+        from renderers.swap import SwapRenderer
+
+        return SwapRenderer(self.size, self.colors, self.shapes, self.image_size, self.max_moves)
