@@ -6,11 +6,15 @@ import json
 
 import pytest
 import yaml
-from learner_support import restore_torch_threads  # noqa: F401
 
 from learner import train
 from learner.config import PRESETS, TrainConfig, from_dict, parse_args
 from learner.models import load_policy
+
+try:
+    from learner_support import restore_torch_threads  # noqa: F401
+except ImportError:  # tests/ is a package: import it by its package name
+    from tests.learner_support import restore_torch_threads  # noqa: F401
 
 
 def test_cli_forms_yaml_and_presets(tmp_path):

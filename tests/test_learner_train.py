@@ -7,11 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
 
 from learner import algorithms
 from learner.models import build_tiny_policy, checkpoint_name, load_policy
 from learner.trainer import GRPOTrainer
+
+try:
+    from learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
+except ImportError:  # tests/ is a package: import it by its package name
+    from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
 
 
 def _quiet(_: str) -> None:
