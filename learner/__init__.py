@@ -1,1 +1,16 @@
-"""The GRPO learner (entry point: learner/train.py)."""
+"""The GRPO learner: train a vision-language model to play jaxgym games.
+
+Entry point: ``python learner/train.py --game shisensho`` (see ``learner/train.py``).
+
+Modules, bottom up (torch is needed; DeepSpeed and vLLM are imported only when used):
+
+- ``models``: the built-in tiny Qwen2.5-VL, ``load_policy`` for any Qwen2-VL-family
+  checkpoint, ``export_policy``, checkpoint parameter names;
+- ``algorithms``: GRPO advantages, clipped policy loss, KL estimators, loss aggregation;
+- ``logprobs``: response log-probs of a VLM batch with a chunked LM head;
+- ``batching``: prompts with board images -> token ids and patches -> training batches;
+- ``rollout``: the rollout-engine interface, the transformers engine, the vLLM engine;
+- ``engine``: the DeepSpeed training engine (ZeRO 0-3, fp32/bf16, CPU or GPUs);
+- ``config``: the typed config, presets, YAML and command-line overrides;
+- ``trainer``: the GRPO loop, checkpoints and resume; ``runlog``: the run directory's logs.
+"""

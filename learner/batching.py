@@ -1,0 +1,106 @@
+"""Prompts with board images -> token ids and patches; rollouts -> :class:`PolicyBatch`.
+
+The prompts of one step are encoded once (:func:`encode_prompts`): the chat template puts
+one image before the game's instructions, the processor expands it into one
+``<|image_pad|>`` per merged patch. Each training sequence points at its prompt (its state)
+and carries its response tokens; :func:`collate` lays a set of them out as
+``[left-padded prompt | right-padded response]`` with their images' patches in row order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from learner.logprobs import PolicyBatch
+
+
+def chat_prompt(processor: Any, text: str) -> str:
+    """The chat-formatted prompt text: one user turn with an image then ``text``, and the
+    opening of the assistant's turn."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+@dataclass
+class EncodedPrompts:
+    """``S`` prompts, each with one image.
+
+    Attributes:
+        token_ids: ``S`` lists of prompt token ids (unpadded).
+        pixel_values: ``(num_patches, patch_dim)`` float32, the images' patches in order.
+        image_grid_thw: ``(S, 3)`` int64.
+    """
+
+    token_ids: list[list[int]]
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+
+    def __post_init__(self) -> None:
+        sizes = self.image_grid_thw.prod(dim=-1)
+        ends = torch.cumsum(sizes, 0)
+        self._patch_slices = [(int(e - s), int(e)) for s, e in zip(sizes, ends, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def patches(self, index: int) -> torch.Tensor:
+        start, end = self._patch_slices[index]
+        return self.pixel_values[start:end]
+
+
+def encode_prompts(processor: Any, texts: Sequence[str], images: Sequence[np.ndarray] | np.ndarray,
+                   *, max_prompt_tokens: int | None = None) -> EncodedPrompts:
+    """Encode chat prompts (from :func:`chat_prompt`) with their ``(H, W, 3)`` uint8 images.
+
+    Raises ``ValueError`` if a prompt is longer than ``max_prompt_tokens`` (images cannot be
+    truncated: raise the limit or render smaller boards)."""
+    if len(texts) != len(images):
+        raise ValueError(f"got {len(texts)} prompts but {len(images)} images; give one image per prompt")
+    encoded = processor(text=list(texts), images=[np.asarray(im) for im in images], return_tensors="pt",
+                        padding=True, padding_side="left")
+    mask = encoded["attention_mask"].bool()
+    token_ids = [row[m].tolist() for row, m in zip(encoded["input_ids"], mask, strict=True)]
+    longest = max((len(t) for t in token_ids), default=0)
+    if max_prompt_tokens is not None and longest > max_prompt_tokens:
+        raise ValueError(
+            f"a prompt has {longest} tokens (image tokens included), more than max_prompt_tokens="
+            f"{max_prompt_tokens}; raise max_prompt_tokens or render smaller boards"
+        )
+    return EncodedPrompts(token_ids, encoded["pixel_values"].float(), encoded["image_grid_thw"].long())
+
+
+def collate(
+    prompts: EncodedPrompts,
+    prompt_index: Sequence[int],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_token_id: int,
+) -> PolicyBatch:
+    """A :class:`PolicyBatch` of the sequences ``prompts[prompt_index[i]] + responses[i]``.
+
+    Prompts are left-padded and responses right-padded to the longest in this batch (the
+    log-probs do not depend on the padding). An empty response gets one masked pad token so
+    that every row has a response column."""
+    if len(prompt_index) != len(responses):
+        raise ValueError(f"got {len(prompt_index)} prompt indices but {len(responses)} responses")
+    rows = len(responses)
+    prompt_len = max(len(prompts.token_ids[i]) for i in prompt_index)
+    response_len = max(1, max((len(r) for r in responses), default=1))
+    input_ids = torch.full((rows, prompt_len + response_len), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((rows, prompt_len + response_len), dtype=torch.long)
+    response_mask = torch.zeros((rows, response_len), dtype=torch.float32)
+    for row, (p, response) in enumerate(zip(prompt_index, responses, strict=True)):
+        prompt = prompts.token_ids[p]
+        input_ids[row, prompt_len - len(prompt) : prompt_len] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, prompt_len - len(prompt) : prompt_len + len(response)] = 1
+        if len(response):
+            input_ids[row, prompt_len : prompt_len + len(response)] = torch.tensor(list(response), dtype=torch.long)
+            response_mask[row, : len(response)] = 1.0
+    pixel_values = torch.cat([prompts.patches(p) for p in prompt_index])
+    image_grid_thw = prompts.image_grid_thw[list(prompt_index)]
+    return PolicyBatch(input_ids, attention_mask, response_mask, pixel_values, image_grid_thw)

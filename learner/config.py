@@ -1,0 +1,405 @@
+"""The learner's configuration: one typed dataclass, presets, YAML files, CLI overrides.
+
+Precedence, lowest first: the dataclass defaults, the preset (``--preset``), a YAML file
+(``--config run.yaml``), then command-line overrides in either form ``--key value``,
+``--key=value`` or ``key=value``. Unknown keys and invalid values raise ``ValueError``
+naming the key, the value and what is allowed.
+
+>>> cfg = parse_args(["--game", "2048", "steps=3", "--lr=0.01"])
+>>> cfg.game, cfg.steps, cfg.lr, cfg.model
+('2048', 3, 0.01, 'tiny')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learner.algorithms import AGGREGATION_MODES, KL_ESTIMATORS
+from learner.engine import PRECISIONS, ZERO_STAGES
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a GRPO run (see the README's "Train a model" for a table)."""
+
+    # What to train on and with.
+    game: str = "2048"
+    """A registered jaxgym game, bare name or versioned id."""
+    game_params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
+    model: str = "tiny"
+    """'tiny' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
+    attn_implementation: str = ""
+    """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
+    'flash_attention_2' on GPUs with flash-attn installed)."""
+    preset: str = "default"
+    """A named set of defaults applied before the YAML file and the overrides: default, g1."""
+    seed: int = 0
+    """Seeds every RNG (torch, numpy, python, the state sampler's JAX key, the tiny model's weights)."""
+    steps: int = 6
+    """Rollout batches to train on (the total, counting the steps of a resumed run)."""
+    run_dir: str = ""
+    """Where logs and checkpoints go ('' = runs/<game>-<time>)."""
+
+    # States and rollouts.
+    states_per_step: int = 4
+    """Game states per optimizer step (all ranks together); the paper: 128."""
+    group_size: int = 4
+    """Responses per state (GRPO's group); the paper: 5."""
+    sample_depth: int = -1
+    """Random actions from a fresh board to a training state (-1: the game's paper default)."""
+    sample_mode: str = "paper"
+    """How training states are drawn (bridges.sampler): paper, uniform, legal, random-depth."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts (log-probs are of this distribution)."""
+    top_p: float = 1.0
+    """Nucleus sampling of the rollouts (1: off)."""
+    top_k: int = 0
+    """Top-k sampling of the rollouts (0: off)."""
+    max_prompt_tokens: int = 1024
+    """Longest prompt (image tokens included); longer ones are an error, never truncated."""
+    max_response_tokens: int = 32
+    """Longest response; the paper: 8192."""
+    rollout_engine: str = "hf"
+    """'hf' (transformers generate, shares the training weights) or 'vllm' (GPU only)."""
+    vllm_gpu_memory_utilization: float = 0.4
+    """Share of the GPU vLLM may take (it sleeps during updates)."""
+    vllm_max_pixels: int = 448 * 448
+    """vLLM's image budget: the board size, so it reserves no memory for larger images."""
+
+    # Rewards (None: the game's paper defaults from bridges.protocol).
+    w_format: float | None = None
+    """Weight of the format reward (None: the game's paper default, 1)."""
+    w_perception: float | None = None
+    """Weight of the perception reward (None: the game's paper default)."""
+
+    # GRPO.
+    advantage_std_normalize: bool = True
+    """Divide advantages by the group's (unbiased) std; False keeps the mean baseline only."""
+    advantage_eps: float = 1e-6
+    """Added to the group std."""
+    drop_zero_variance_groups: bool = False
+    """Leave out groups whose rewards are all equal (they carry no signal; DAPO)."""
+    clip_low: float = 0.2
+    """The ratio is clipped below at 1 - clip_low."""
+    clip_high: float = 0.2
+    """... and above at 1 + clip_high (DAPO's clip-higher: 0.28)."""
+    dual_clip: float | None = None
+    """Dual-clip PPO bound c > 1 for negative advantages (None: off)."""
+    kl_coef: float = 0.01
+    """0 disables the KL term and no reference model is loaded."""
+    kl_estimator: str = "k3"
+    """k1, k2 or k3 (the paper's low-variance "low_var_kl", clamped to +-10)."""
+    loss_aggregation: str = "token-mean"
+    """token-mean (over the global batch; DAPO) or seq-mean-token-mean (the original GRPO)."""
+    updates_per_step: int = 1
+    """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
+    ppo_epochs: int = 1
+    """Passes over each rollout batch."""
+    recompute_old_logprobs: bool = False
+    """Run a separate no-grad pass for the old log-probs even with one update per batch
+    (where they equal the detached current ones, so the pass is skipped by default)."""
+
+    # Optimisation.
+    lr: float = 2e-3
+    """AdamW learning rate (the tiny default's random weights need a large one; the paper: 1e-6)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and norms)."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.999
+    """AdamW beta2."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up steps; constant afterwards."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: off)."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward pass on one device."""
+    logprob_micro_batch_size: int = 16
+    """Sequences per no-grad pass (old and reference log-probs)."""
+    logprob_chunk_tokens: int = 1024
+    """Tokens per LM-head chunk: bounds the fp32 logits held at once to this x vocab."""
+
+    # Engine.
+    torch_threads: int = 1
+    """CPU threads for torch (0: torch's default). One thread is fastest for the tiny model,
+    and far faster on a machine whose cores other processes also use."""
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage 0-3 (tested: 0, 2, 3); 3 also shards the parameters and the reference model."""
+    precision: str = "fp32"
+    """fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."""
+    gradient_checkpointing: bool = False
+    """Recompute layer activations in the backward pass (less memory, more compute)."""
+
+    # Logging and checkpoints.
+    dump_every: int = 2
+    """Write a rollout dump (board PNG, prompt, responses, rewards) every k steps (0: never)."""
+    dump_groups: int = 2
+    """Groups (boards) per rollout dump."""
+    save_every: int = 0
+    """Checkpoint every k steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (0: all)."""
+    export: bool = True
+    """Write a from_pretrained-loadable export at the end."""
+    resume: str = ""
+    """A run directory or checkpoint directory to continue from."""
+    tensorboard: bool = True
+    """Also log to TensorBoard when the tensorboard package is installed."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0)."""
+
+    def validate(self, world_size: int = 1) -> TrainConfig:
+        """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
+        def need(ok: bool, key: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r} is invalid; allowed: {allowed}")
+
+        need(self.group_size >= 2, "group_size",
+             ">= 2 (GRPO compares the responses within a group; one response has no baseline)")
+        need(self.states_per_step >= 1, "states_per_step", ">= 1")
+        need(self.states_per_step % world_size == 0, "states_per_step",
+             f"a multiple of the number of data-parallel ranks ({world_size})")
+        need(self.steps >= 1, "steps", ">= 1")
+        need(self.temperature > 0, "temperature", "> 0 (GRPO samples; greedy decoding gives identical groups)")
+        need(0 < self.top_p <= 1, "top_p", "(0, 1]")
+        need(self.top_k >= 0, "top_k", ">= 0 (0 disables it)")
+        need(self.max_response_tokens >= 1, "max_response_tokens", ">= 1")
+        need(self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1")
+        need(self.rollout_engine in ("hf", "vllm"), "rollout_engine", "'hf' or 'vllm'")
+        need(self.advantage_eps >= 0, "advantage_eps", ">= 0")
+        need(self.clip_low >= 0 and self.clip_low < 1, "clip_low", "[0, 1)")
+        need(self.clip_high >= 0, "clip_high", ">= 0")
+        need(self.dual_clip is None or self.dual_clip > 1, "dual_clip", "None or > 1")
+        need(self.kl_coef >= 0, "kl_coef", ">= 0")
+        need(self.kl_estimator in KL_ESTIMATORS, "kl_estimator", ", ".join(KL_ESTIMATORS))
+        need(self.loss_aggregation in AGGREGATION_MODES, "loss_aggregation", ", ".join(AGGREGATION_MODES))
+        need(self.updates_per_step >= 1, "updates_per_step", ">= 1")
+        need(self.ppo_epochs >= 1, "ppo_epochs", ">= 1")
+        need(self.lr > 0, "lr", "> 0")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
+        need(self.micro_batch_size >= 1, "micro_batch_size", ">= 1")
+        need(self.logprob_micro_batch_size >= 1, "logprob_micro_batch_size", ">= 1")
+        need(self.logprob_chunk_tokens >= 1, "logprob_chunk_tokens", ">= 1")
+        need(self.torch_threads >= 0, "torch_threads", ">= 0 (0: torch's default)")
+        need(self.zero_stage in ZERO_STAGES, "zero_stage", ", ".join(map(str, ZERO_STAGES)))
+        need(self.precision in PRECISIONS, "precision", ", ".join(PRECISIONS))
+        need(self.dump_every >= 0, "dump_every", ">= 0")
+        need(self.save_every >= 0, "save_every", ">= 0")
+        need(self.keep_checkpoints >= 0, "keep_checkpoints", ">= 0 (0 keeps all)")
+        need(self.sample_depth >= -1, "sample_depth", ">= 0, or -1 for the game's default")
+        need(self.preset in PRESETS, "preset", ", ".join(PRESETS))
+        return self
+
+    @property
+    def rollouts_per_step(self) -> int:
+        return self.states_per_step * self.group_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The CPU smoke run (the dataclass defaults): the built-in tiny model, a few small steps.
+    "default": dict(),
+    # The paper's recipe (G0: RL from the instruct model) for Qwen2.5-VL-7B on 4x80 GB:
+    #   deepspeed --num_gpus 4 learner/train.py --preset g1 --game shisensho \
+    #       --model Qwen/Qwen2.5-VL-7B-Instruct
+    "g1": dict(
+        model="Qwen/Qwen2.5-VL-7B-Instruct",
+        steps=400,
+        states_per_step=128,
+        group_size=5,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        max_prompt_tokens=1024,
+        max_response_tokens=8192,
+        rollout_engine="vllm",
+        vllm_gpu_memory_utilization=0.4,
+        advantage_std_normalize=True,
+        advantage_eps=1e-6,
+        clip_low=0.2,
+        clip_high=0.2,
+        kl_coef=0.01,
+        kl_estimator="k3",
+        loss_aggregation="token-mean",
+        updates_per_step=1,
+        lr=1e-6,
+        weight_decay=0.01,
+        warmup_steps=0,
+        grad_clip=1.0,
+        torch_threads=0,
+        micro_batch_size=4,
+        logprob_micro_batch_size=16,
+        logprob_chunk_tokens=2048,
+        zero_stage=3,
+        precision="bf16",
+        gradient_checkpointing=True,
+        dump_every=10,
+        save_every=25,
+    ),
+}
+
+
+def field_docs() -> dict[str, str]:
+    """Each key's documentation: the string literal under its field in :class:`TrainConfig`."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, body[1:] + [None], strict=True):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text = ""
+            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+                text = " ".join(str(following.value.value).split())
+            docs[node.target.id] = text
+    return docs
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _unknown_key(key: str) -> ValueError:
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    close = difflib.get_close_matches(key, names, n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(names)}"
+    return ValueError(f"unknown config key {key!r}{hint}")
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (a YAML value or a command-line string) to the type of ``key``."""
+    types_by_name = _field_types()
+    if key not in types_by_name:
+        raise _unknown_key(key)
+    hint = types_by_name[key]
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if isinstance(value, str):
+        text = value.strip()
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        if hint is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(f"{key}={value!r} is not a boolean; allowed: true or false")
+        if typing.get_origin(hint) is dict or hint is dict:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{key}={value!r} is not a JSON object ({error})") from error
+        elif hint in (int, float):
+            try:
+                value = hint(float(text)) if hint is int and "e" in text.lower() else hint(text)
+            except ValueError as error:
+                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from error
+            return value
+        else:
+            return text
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key}=None is invalid; {key} needs a {getattr(hint, '__name__', hint)}")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is not a boolean; allowed: true or false")
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if (typing.get_origin(hint) is dict or hint is dict) and isinstance(value, dict):
+        return dict(value)
+    raise ValueError(f"{key}={value!r} has the wrong type; expected {getattr(hint, '__name__', hint)}")
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A config with ``values`` applied over ``base`` (default: the dataclass defaults)."""
+    config = dataclasses.replace(base) if base is not None else TrainConfig()
+    for key, value in values.items():
+        setattr(config, key, coerce(key, value))
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _split_overrides(argv: Sequence[str]) -> list[tuple[str, str]]:
+    pairs, i = [], 0
+    argv = list(argv)
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--"):
+            body = token[2:]
+            if "=" in body:
+                key, value = body.split("=", 1)
+            else:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"option --{body} needs a value")
+                key, value = body, argv[i + 1]
+                i += 1
+        elif "=" in token:
+            key, value = token.split("=", 1)
+        else:
+            raise ValueError(f"cannot read argument {token!r}; write --key value, --key=value or key=value")
+        pairs.append((key.replace("-", "_"), value))
+        i += 1
+    return pairs
+
+
+def parse_args(argv: Sequence[str]) -> TrainConfig:
+    """Build a config from command-line arguments (see the module docstring)."""
+    pairs = _split_overrides(argv)
+    preset = "default"
+    yaml_values: dict[str, Any] = {}
+    overrides: list[tuple[str, str]] = []
+    for key, value in pairs:
+        if key == "config":
+            yaml_values = load_yaml(value)
+        elif key in ("local_rank",):  # passed by the deepspeed launcher
+            continue
+        else:
+            overrides.append((key, value))
+    preset = str(yaml_values.get("preset", preset))
+    for key, value in overrides:
+        if key == "preset":
+            preset = value
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is unknown; allowed: {', '.join(PRESETS)}")
+    config = from_dict(dict(PRESETS[preset], preset=preset))
+    config = from_dict(yaml_values, config)
+    for key, value in overrides:
+        setattr(config, key, coerce(key, value))
+    return config

@@ -1,0 +1,540 @@
+"""The GRPO loop for jaxgym games.
+
+Each step, on every data-parallel rank:
+
+1. **sample**: ``states_per_step / world`` training states and their rendered boards
+   (``bridges.sampler.StateSampler``: one jitted call);
+2. **rollout**: ``group_size`` responses per board from the rollout engine;
+3. **score**: every response's action stepped from its own state
+   (``bridges.scoring.GroupScorer``): game, format and perception rewards;
+4. **advantages**: group-normalised rewards (optionally dropping zero-variance groups);
+5. **old log-probs**: recomputed by the training model (a separate no-grad pass only when
+   a batch feeds more than one update; with one update they equal the detached current
+   log-probs exactly); the gap to the rollout engine's log-probs is logged;
+6. **reference log-probs** when ``kl_coef > 0``;
+7. **update**: ``updates_per_step`` optimizer steps (times ``ppo_epochs``), each over its
+   mini-batch in micro-batches, loss aggregated over the global mini-batch;
+8. **log**: metrics line, rollout dump every ``dump_every`` steps, checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learner import algorithms
+from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts
+from learner.config import TrainConfig
+from learner.engine import TrainingEngine, all_reduce_max, all_reduce_sum, init_distributed
+from learner.models import TINY, load_policy
+from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
+from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics
+
+CHECKPOINTS = "checkpoints"
+REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
+SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
+
+
+@dataclass
+class Rollout:
+    """One training sequence: the ``state``'s prompt followed by ``tokens``."""
+
+    state: int
+    tokens: list[int]
+    advantage: float
+    rollout_logprobs: list[float]
+    weight: float = 1.0  # 0 for padding rows that keep data-parallel ranks in step
+    old_logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _split_even(items: list[Any], parts: int) -> list[list[Any]]:
+    bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+class GRPOTrainer:
+    """Builds everything a run needs from a :class:`TrainConfig` and runs the loop.
+
+    Args:
+        config: the run's configuration.
+        scorer: replaces the game's ``GroupScorer`` (anything with ``score(states,
+            responses, key)`` returning ``GroupScores``-like arrays); for custom rewards.
+        echo: where rank 0's messages go.
+    """
+
+    def __init__(self, config: TrainConfig, *, scorer: Any = None, echo: Callable[[str], None] = print):
+        import jax
+
+        import jaxgym
+        from bridges.protocol import protocol_for
+        from bridges.sampler import StateSampler
+        from bridges.scoring import GroupScorer
+
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
+        self.rank, self.local_rank, self.world_size = init_distributed()
+        self.config = config.validate(self.world_size)
+        if config.torch_threads > 0:
+            torch.set_num_threads(config.torch_threads)
+        self.echo = echo if self.rank == 0 else (lambda _: None)
+        self.env = jaxgym.make(config.game, **config.game_params)
+        self.protocol = protocol_for(self.env)
+        self.local_states = config.states_per_step // self.world_size
+        self.run_dir = self._resolve_run_dir()
+        self.echo(f"Run directory: {self.run_dir.resolve()}")
+
+        seed = config.seed * 1_000_003 + self.rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        self.sampler = StateSampler(
+            self.env, depth=None if config.sample_depth < 0 else config.sample_depth, mode=config.sample_mode,
+            seed=seed,
+        )
+        overrides = {k: v for k, v in (("w_format", config.w_format), ("w_perception", config.w_perception))
+                     if v is not None}
+        self.scorer = scorer if scorer is not None else GroupScorer(self.env, **overrides)
+        self.score_key = jax.random.key(seed + 7919)
+
+        if config.model == TINY:
+            self.echo("Using the built-in tiny random-weight Qwen2.5-VL (no download; it produces gibberish and "
+                      "exists to smoke-test the pipeline). Train a real model with --model "
+                      "Qwen/Qwen2.5-VL-3B-Instruct (a hub id) or --model /path/to/checkpoint.")
+        dtype = "bf16" if config.precision == "bf16" else "fp32"
+        extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
+        policy, self.processor = load_policy(config.model, dtype=dtype, seed=config.seed, **extra)
+        reference = copy.deepcopy(policy) if config.kl_coef > 0 else None
+        self.engine = TrainingEngine(
+            policy,
+            zero_stage=config.zero_stage,
+            precision=config.precision,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            betas=(config.adam_beta1, config.adam_beta2),
+            eps=config.adam_eps,
+            warmup_steps=config.warmup_steps,
+            grad_clip=config.grad_clip,
+            gradient_checkpointing=config.gradient_checkpointing,
+            temperature=config.temperature,
+            chunk_tokens=config.logprob_chunk_tokens,
+            reference=reference,
+        )
+        self.pad_token_id = self.processor.tokenizer.pad_token_id
+        self.prompt_text = self.env.prompt()
+        self.chat_text = chat_prompt(self.processor, self.prompt_text)
+        self.sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+                                       max_new_tokens=config.max_response_tokens)
+        self.rollout = self._rollout_engine()
+        self.step = 0
+        self._rollout_stale = False
+        if config.resume:
+            self.resume(config.resume)
+            self._rollout_stale = config.rollout_engine != "hf"  # it was built from the initial weights
+        self.metrics = MetricsLog(self.run_dir, tensorboard=config.tensorboard) if self.rank == 0 else None
+        if self.rank == 0:
+            self._write_config()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _resolve_run_dir(self) -> Path:
+        config = self.config
+        if config.run_dir:
+            path = config.run_dir
+        elif config.resume:
+            path = str(_run_dir_of(Path(config.resume)))
+        else:
+            path = f"runs/{self.env.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            holder = [path]
+            dist.broadcast_object_list(holder, src=0)  # every rank writes into rank 0's directory
+            path = holder[0]
+        run_dir = Path(path)
+        if not config.resume and (run_dir / "metrics.jsonl").exists():
+            raise ValueError(f"run_dir={str(run_dir)!r} already holds a run (metrics.jsonl); continue it with "
+                             f"--resume {run_dir} or choose another run_dir")
+        if self.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _write_config(self) -> None:
+        import yaml
+
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+
+    def _rollout_engine(self) -> Any:
+        if self.config.rollout_engine == "hf":
+            return HFRolloutEngine(self.engine.policy, self.processor, gather=self.engine.gathered)
+        if self.config.model == TINY:
+            raise ValueError("rollout_engine='vllm' needs a real checkpoint (--model); the tiny built-in model "
+                             "is for rollout_engine='hf'")
+        return VLLMRolloutEngine(
+            self.config.model, self.processor, seed=self.config.seed + self.rank,
+            gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
+            max_model_len=self.config.max_prompt_tokens + self.config.max_response_tokens,
+            max_pixels=self.config.vllm_max_pixels,
+        )
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, Any]:
+        """Run one GRPO step; returns its metrics (also written to metrics.jsonl)."""
+        import jax
+
+        from bridges.torch_io import images_to_numpy
+
+        config, timer = self.config, _Timer()
+        n = config.group_size
+        step_start = time.perf_counter()
+        with timer("sample"):
+            states, images = self.sampler.sample(self.local_states)
+            boards = images_to_numpy(images)
+        with timer("rollout"):
+            self.rollout.wake_up()
+            if self._rollout_stale:
+                with timer("weight_sync"):
+                    self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
+                self._rollout_stale = False
+            generation = self.rollout.generate([self.prompt_text] * self.local_states, boards, n, self.sampling)
+            self.rollout.sleep()
+        with timer("score"):
+            responses = [[generation.texts[i * n + j] for j in range(n)] for i in range(self.local_states)]
+            self.score_key, key = jax.random.split(self.score_key)
+            scores = self.scorer.score(states, responses, key)
+            rewards = torch.tensor(np.array(scores.overall, dtype=np.float32))
+            advantages = algorithms.group_advantages(
+                rewards, std_normalize=config.advantage_std_normalize, eps=config.advantage_eps
+            )
+        with timer("prepare"):
+            prompts = encode_prompts(self.processor, [self.chat_text] * self.local_states, boards,
+                                     max_prompt_tokens=config.max_prompt_tokens)
+            keep = torch.ones(self.local_states, dtype=torch.bool)
+            if config.drop_zero_variance_groups:
+                keep = ~algorithms.zero_variance_groups(rewards)
+            rollouts = [
+                Rollout(i, generation.token_ids[i * n + j], float(advantages[i, j]), generation.logprobs[i * n + j])
+                for i in range(self.local_states) if keep[i] for j in range(n)
+            ]
+            rollouts = self._balance_ranks(rollouts, generation)
+        update_metrics: dict[str, float] = {"optimizer_steps": 0, "sequences_trained": 0}
+        if rollouts:
+            separate_old = config.recompute_old_logprobs or config.updates_per_step * config.ppo_epochs > 1
+            if separate_old:
+                with timer("old_logprobs"):
+                    self._fill_logprobs(prompts, rollouts, "old")
+            if config.kl_coef > 0:
+                with timer("ref_logprobs"):
+                    self._fill_logprobs(prompts, rollouts, "ref")
+            with timer("update"):
+                update_metrics = self._update(prompts, rollouts, use_stored_old=separate_old)
+            # A rollout engine with its own copy of the weights (vLLM) needs the new ones.
+            self._rollout_stale = self.config.rollout_engine != "hf"
+        self.step += 1
+
+        lengths = np.array([len(t) for t in generation.token_ids])
+        metrics: dict[str, Any] = {}
+        for key in REWARD_KEYS:
+            metrics[f"reward/{key}"] = float(np.mean(getattr(scores, key)))
+        metrics.update({
+            "parsed_fraction": float(np.mean(scores.parsed)),
+            "response_length/mean": float(lengths.mean()),
+            "response_length/max": int(lengths.max()),
+            "response_finished_fraction": float(np.mean(generation.finished)) if generation.finished else 0.0,
+            "zero_variance_group_fraction": float(algorithms.zero_variance_groups(rewards).float().mean()),
+            "advantage/abs_mean": float(advantages.abs().mean()),
+            "lr": self.engine.lr,
+            **update_metrics,
+        })
+        metrics = self._reduce_metrics(metrics)
+        metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
+        metrics["seconds/step"] = time.perf_counter() - step_start
+        if self.rank == 0:
+            self.metrics.write(self.step, metrics)
+            if config.dump_every and self.step % config.dump_every == 0:
+                dump_rollouts(
+                    self.run_dir / "rollouts" / f"step_{self.step:06d}",
+                    images=boards, prompt=self.prompt_text,
+                    perception=[self.env.describe(jax.tree.map(lambda x, g=g: x[g], states))
+                                for g in range(min(config.dump_groups, self.local_states))],
+                    responses=responses, scores=scores, advantages=advantages.numpy(), groups=config.dump_groups,
+                )
+        if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
+            self.save()
+        return metrics
+
+    def _balance_ranks(self, rollouts: list[Rollout], generation: Any) -> list[Rollout]:
+        """Pad this rank's rollouts with zero-weight copies up to the largest count on any rank,
+        so that every rank runs the same number of micro-batches (ZeRO-3 needs it)."""
+        if self.world_size == 1:
+            return rollouts
+        target = all_reduce_max(len(rollouts))
+        filler = Rollout(0, generation.token_ids[0], 0.0, generation.logprobs[0], weight=0.0)
+        return rollouts + [dataclasses.replace(filler) for _ in range(target - len(rollouts))]
+
+    def _batch(self, prompts: EncodedPrompts, rollouts: list[Rollout]) -> Any:
+        return collate(prompts, [r.state for r in rollouts], [r.tokens for r in rollouts],
+                       pad_token_id=self.pad_token_id)
+
+    @torch.no_grad()
+    def _fill_logprobs(self, prompts: EncodedPrompts, rollouts: list[Rollout], which: str) -> None:
+        for chunk in _chunks(rollouts, self.config.logprob_micro_batch_size):
+            batch = self._batch(prompts, chunk)
+            if which == "old":
+                logp, _ = self.engine.logprobs(batch)
+            else:
+                logp = self.engine.reference_logprobs(batch)
+            for row, rollout in enumerate(chunk):
+                setattr(rollout, f"{which}_logprobs", logp[row, : len(rollout.tokens)].detach().cpu())
+
+    @staticmethod
+    def _padded(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+        out = torch.zeros(len(rows), width)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
+
+    def _update(self, prompts: EncodedPrompts, rollouts: list[Rollout], *, use_stored_old: bool) -> dict[str, float]:
+        config = self.config
+        sums: dict[str, float] = {}
+        grad_norms: list[float] = []
+        rollout_gap = [0.0, 0.0]  # sum |rollout - trainer| log-prob, max
+        for _epoch in range(config.ppo_epochs):
+            for mini in _split_even(rollouts, config.updates_per_step):
+                counts = torch.tensor([len(r.tokens) * r.weight for r in mini])
+                normalizer = algorithms.loss_normalizer(counts, config.loss_aggregation, world_size=self.world_size,
+                                                        all_reduce_sum=all_reduce_sum)
+                micro_batches = _chunks(mini, config.micro_batch_size)
+                for index, micro in enumerate(micro_batches):
+                    batch = self._batch(prompts, micro)
+                    logp, entropy = self.engine.logprobs(batch, with_entropy=True)
+                    width = logp.shape[1]
+                    mask = batch.response_mask.to(logp.device) * torch.tensor(
+                        [r.weight for r in micro], device=logp.device)[:, None]
+                    old = (self._padded([r.old_logprobs for r in micro], width).to(logp.device)
+                           if use_stored_old else logp.detach())
+                    ref = (self._padded([r.ref_logprobs for r in micro], width).to(logp.device)
+                           if config.kl_coef > 0 else None)
+                    advantages = torch.tensor([r.advantage for r in micro], device=logp.device)
+                    loss, micro_sums = algorithms.grpo_loss(
+                        logp, old, advantages, mask, normalizer=normalizer, aggregation=config.loss_aggregation,
+                        ref_logp=ref, kl_coef=config.kl_coef, kl_estimator=config.kl_estimator,
+                        clip_low=config.clip_low, clip_high=config.clip_high, dual_clip=config.dual_clip,
+                    )
+                    self.engine.backward(loss, last=index == len(micro_batches) - 1)
+                    micro_sums["entropy"] = float((entropy.detach() * mask).sum())
+                    if _epoch == 0:
+                        rollout = self._padded([torch.tensor(r.rollout_logprobs) for r in micro], width)
+                        gap = ((rollout.to(logp.device) - old).abs() * mask)
+                        rollout_gap[0] += float(gap.sum())
+                        rollout_gap[1] = max(rollout_gap[1], float(gap.max()) if gap.numel() else 0.0)
+                    for k, v in micro_sums.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                grad_norms.append(self.engine.step())
+        tokens = max(sums.get("tokens", 0.0), 1.0)
+        first_epoch_tokens = tokens / config.ppo_epochs
+        metrics = {
+            "loss/policy": sums.get("pg_loss", 0.0) / tokens,
+            "entropy": sums.get("entropy", 0.0) / tokens,
+            "clip_fraction/low": sums.get("clipped_low", 0.0) / tokens,
+            "clip_fraction/high": sums.get("clipped_high", 0.0) / tokens,
+            "clip_fraction/dual": sums.get("dual_clipped", 0.0) / tokens,
+            "ratio/mean": sums.get("ratio", 0.0) / tokens,
+            "rollout_logprob_gap/mean": rollout_gap[0] / first_epoch_tokens,
+            "rollout_logprob_gap/max": rollout_gap[1],
+            "grad_norm": float(np.mean(grad_norms)) if grad_norms else float("nan"),
+            "optimizer_steps": len(grad_norms),
+            "sequences_trained": sum(r.weight > 0 for r in rollouts),
+        }
+        if config.kl_coef > 0:
+            metrics["kl"] = sums.get("kl", 0.0) / tokens
+        return metrics
+
+    def _reduce_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Average the per-rank metrics (max for maxima) so rank 0 logs the global view."""
+        if self.world_size == 1:
+            return metrics
+        keys = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+        maxima = torch.tensor([float(metrics[k]) if k.endswith("/max") else 0.0 for k in keys], dtype=torch.float64)
+        mean = all_reduce_sum(values) / self.world_size
+        import torch.distributed as dist
+
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        maxima = maxima.to(device) if device is not None else maxima
+        dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
+        out = dict(metrics)
+        for i, k in enumerate(keys):
+            if k.endswith("/max"):
+                out[k] = float(maxima[i])
+            elif k in SUMMED_METRICS:
+                out[k] = float(mean[i]) * self.world_size
+            else:
+                out[k] = float(mean[i])
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        """Checkpoint everything a bitwise resume needs (collective: call on every rank)."""
+        directory = self.run_dir / CHECKPOINTS / f"step_{self.step:06d}"
+        self.engine.save(directory, client_state={"step": self.step, "config": self.config.to_dict()})
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "sampler": self.sampler.state_dict(),
+            "score_key": _key_data(self.score_key),
+        }
+        torch.save(rng, directory / f"rng_rank{self.rank}.pt")
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if self.rank == 0:
+            (self.run_dir / CHECKPOINTS / "latest").write_text(directory.name)
+            if self.config.keep_checkpoints:
+                older = sorted(p for p in (self.run_dir / CHECKPOINTS).glob("step_*") if p != directory)
+                for stale in older[: max(0, len(older) - self.config.keep_checkpoints + 1)]:
+                    shutil.rmtree(stale)
+        return directory
+
+    def resume(self, source: str) -> None:
+        """Restore model, optimizer, scheduler, step and every RNG from a checkpoint (a
+        checkpoint directory, or a run directory: its latest checkpoint)."""
+        import jax
+
+        directory = _checkpoint_dir(Path(source))
+        client_state = self.engine.load(directory)
+        self.step = int(client_state["step"])
+        rng_file = directory / f"rng_rank{self.rank}.pt"
+        if not rng_file.is_file():
+            raise ValueError(f"checkpoint {str(directory)!r} has no RNG state for rank {self.rank} ({rng_file.name}); "
+                             f"resume with the number of ranks it was saved with")
+        rng = torch.load(rng_file, weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.sampler.load_state_dict(rng["sampler"])
+        self.score_key = jax.random.wrap_key_data(rng["score_key"])
+        self.echo(f"Resumed from {directory} at step {self.step}.")
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
+        from tqdm import tqdm
+
+        config = self.config
+        self.echo(f"Game {self.env.id}, model {config.model}, {config.states_per_step} states x {config.group_size} "
+                  f"responses per step, {_plural(config.steps, 'step')}, ZeRO-{config.zero_stage}, {config.precision}, "
+                  f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
+        start = time.perf_counter()
+        first_step = self.step
+        bar = tqdm(total=config.steps, initial=self.step, desc="GRPO", unit="step",
+                   disable=not config.progress or self.rank != 0, dynamic_ncols=True)
+        history: list[dict[str, Any]] = []
+        while self.step < config.steps:
+            metrics = self.train_step()
+            history.append(metrics)
+            bar.set_postfix(reward=f"{metrics['reward/overall']:.3f}", len=f"{metrics['response_length/mean']:.0f}")
+            bar.update(1)
+        bar.close()
+        checkpoint = self.save() if self.step > first_step else None
+        export = None
+        if config.export:
+            export = self.engine.export(self.run_dir / "export", self.processor)
+        summary: dict[str, Any] = {"steps": self.step, "seconds": time.perf_counter() - start,
+                                   "run_dir": str(self.run_dir.resolve())}
+        if self.rank == 0:
+            self.metrics.close()
+            all_metrics = read_metrics(self.run_dir / "metrics.jsonl")
+            curve = plot_reward_curve(all_metrics, self.run_dir / "reward_curve.png")
+            rewards = [m["reward/overall"] for m in all_metrics]
+            summary.update({
+                "reward_first": rewards[0] if rewards else math.nan,
+                "reward_last": rewards[-1] if rewards else math.nan,
+                "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+                "export": str(export.resolve()) if export else None,
+                "reward_curve": str(curve.resolve()) if curve else None,
+            })
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            self.echo(_format_summary(summary, history))
+        return summary
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _key_data(key: Any) -> np.ndarray:
+    import jax
+
+    return np.asarray(jax.random.key_data(key))
+
+
+def _run_dir_of(path: Path) -> Path:
+    """The run directory of a run or checkpoint path."""
+    if path.parent.name == CHECKPOINTS:
+        return path.parent.parent
+    return path
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    if (path / CHECKPOINTS / "latest").is_file():
+        return path / CHECKPOINTS / (path / CHECKPOINTS / "latest").read_text().strip()
+    if (path / "state").is_dir() or (path / "latest").is_file():
+        return path
+    raise ValueError(f"resume={str(path)!r} is neither a run directory with checkpoints nor a checkpoint directory")
+
+
+def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:
+    lines = [f"Done: {_plural(summary['steps'], 'step')} in {summary['seconds']:.1f} s."]
+    if history:
+        lines.append(f"Mean overall reward: first {summary['reward_first']:.3f}, last {summary['reward_last']:.3f}.")
+        seconds = np.mean([m["seconds/step"] for m in history])
+        lines.append(f"Seconds per step: {seconds:.2f}.")
+    for key in ("checkpoint", "export", "reward_curve"):
+        if summary.get(key):
+            lines.append(f"{key.replace('_', ' ').capitalize()}: {summary[key]}")
+    lines.append(f"Metrics: {Path(summary['run_dir']) / 'metrics.jsonl'}")
+    return "\n".join(lines)
+
+
+def run(config: TrainConfig, **kwargs: Any) -> dict[str, Any]:
+    """Build a trainer for ``config`` and train; returns the summary."""
+    return GRPOTrainer(config, **kwargs).train()
