@@ -28,6 +28,8 @@ def random_legal(key, mask):
 
 
 def test_reset_and_step_compile_once(env):
+    # chex counts traces per source code: games sharing a class would share a counter.
+    chex.clear_trace_counter()
     reset = jax.jit(chex.assert_max_traces(env.reset, n=1))
     step = jax.jit(chex.assert_max_traces(env.step, n=1))
     state = reset(jax.random.key(0))
