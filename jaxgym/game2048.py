@@ -100,7 +100,7 @@ def move_left(rows: Array) -> tuple[Array, Array]:
     return slide_left(merged), score
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def orientation_maps(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Flat index maps that turn each action into a move to the left, and back.
 

@@ -27,8 +27,8 @@ arithmetic follows it, and under ``vmap`` the static maps are shared by the batc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,7 @@ class Canvas:
         self.background = background
         self.groups: list[_SlotGroup] = []
 
-    def add_slots(self, name: str, origins: Sequence[tuple[int, int]], tiles: np.ndarray) -> "Canvas":
+    def add_slots(self, name: str, origins: Sequence[tuple[int, int]], tiles: np.ndarray) -> Canvas:
         """Add slots at ``origins`` (top-left ``(y, x)``), each showing one of ``tiles``."""
         tiles = np.asarray(tiles)
         origins_arr = np.asarray(origins, dtype=np.int64).reshape(-1, 2)
@@ -70,7 +70,7 @@ class Canvas:
         self.groups.append(_SlotGroup(name, origins_arr, tiles))
         return self
 
-    def build(self) -> "Compositor":
+    def build(self) -> Compositor:
         return Compositor(self.background, self.groups)
 
 
@@ -125,7 +125,7 @@ class Compositor:
         if missing:
             raise ValueError(f"tile ids missing for slot groups {sorted(missing)}")
         bases = [jnp.zeros((1,), jnp.int32)]
-        for name, base, stride in zip(self.group_names, self._group_base, self._group_stride):
+        for name, base, stride in zip(self.group_names, self._group_base, self._group_stride, strict=True):
             ids = jnp.asarray(tile_ids[name]).astype(jnp.int32).reshape(self.group_sizes[name])
             ids = jnp.clip(ids, 0, self.num_tiles[name] - 1)
             bases.append(base + ids * stride)

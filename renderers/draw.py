@@ -10,7 +10,7 @@ Shisen-Sho and Swap renderers both draw from it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def convex_polygon(vertices: Sequence[tuple[float, float]], inset: float = 0.0) 
 
     def inside(y: np.ndarray, x: np.ndarray) -> np.ndarray:
         result = np.ones(np.broadcast(y, x).shape, bool)
-        for (vy, vx), (ey, ex), length in zip(v, edge, lengths):
+        for (vy, vx), (ey, ex), length in zip(v, edge, lengths, strict=True):
             # Signed distance of (y, x) from the edge's line, positive inside.
             dist = sign * ((x - vx) * ey - (y - vy) * ex) / length
             result &= dist >= inset

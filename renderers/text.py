@@ -42,7 +42,7 @@ def text_coverage(text: str, height: int) -> np.ndarray:
     """Coverage (0..255) of ``text`` set in a line ``height`` pixels tall, ``(height, width)``."""
     coverage, advances, starts, first = _font()
     codes = [ord(c) - first for c in text]
-    for c, code in zip(text, codes):
+    for c, code in zip(text, codes, strict=True):
         if not 0 <= code < len(advances):
             raise ValueError(f"character {c!r} is not in the renderer's font (printable ASCII only)")
     if not codes:

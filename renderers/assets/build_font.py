@@ -32,7 +32,7 @@ def main() -> None:
     sheet = Image.new("L", (sum(advances), line_height), 0)
     draw = ImageDraw.Draw(sheet)
     x = 0
-    for ch, adv in zip(chars, advances):
+    for ch, adv in zip(chars, advances, strict=True):
         draw.text((x, 0), ch, fill=255, font=font, anchor="la")
         x += adv
     out = os.path.join(os.path.dirname(__file__), "dejavu_sans_bold.npz")
