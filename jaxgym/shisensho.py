@@ -515,9 +515,11 @@ class ShisenSho(Env):
         return "\n".join("|".join(f" {self.kind_names[int(k)]} " for k in row) for row in board)
 
     def _tile_words(self) -> str:
+        described = {"cross": "cross (a plus sign)", "star": "star (drawn as an X)"}
+        shapes = ", ".join(described.get(s, s) for s in self.shape_names)
         return (
             "Each tile is a coloured shape; two tiles are the same kind when both their colour "
-            "and their shape are the same."
+            f"and their shape are the same. Colours: {', '.join(self.color_names)}. Shapes: {shapes}."
         )
 
     def _cell_example(self) -> str:

@@ -588,6 +588,10 @@ def test_prompt_states_the_protocol(env):
         assert needle in text, needle
     if env is ENV_IMAGES:
         assert "airplane" not in text and "stripes" in text
+    else:  # the vocabulary of the perception text
+        for word in ("Red", "Cyan", "circle", "diamond", "star (drawn as an X)"):
+            assert word in text, word
+        assert "Maroon" not in text
 
 
 @pytest.mark.parametrize(
