@@ -42,6 +42,7 @@ from jaxgym.core import (
     State,
     check_action,
     check_int_param,
+    computed_apart,
     initial_fields,
     resolve_image_size,
 )
@@ -265,17 +266,9 @@ def legal_action_mask(board: Array) -> tuple[Array, Array]:
     >>> mask.shape, int(mask.sum()), bool(stuck)
     ((16,), 4, False)
     """
-    size = board.shape[-1]
-    # A loop body is a fusion boundary: the 4-D mask becomes a real buffer and the reshape
-    # to flat actions a free bitcast. Fused into the pair loop instead, that reshape turns
-    # XLA:CPU's streaming loop into per-element div/mod index arithmetic (3-4x slower).
-    # The loop runs exactly once (boards are never negative; if one were, twice).
-    once = 1 + (board[0, 0] < -1).astype(jnp.int32)
-    _, pairs = jax.lax.while_loop(
-        lambda carry: carry[0] < once,
-        lambda carry: (carry[0] + 1, connectable_pairs(board)),
-        (jnp.int32(0), jnp.zeros((size,) * 4, jnp.bool_)),
-    )
+    # Computed apart, the 4-D mask is a buffer and the reshape to flat actions free; fused
+    # into the pair loop, that reshape costs XLA:CPU per-element div/mod (3-4x slower).
+    pairs = computed_apart(connectable_pairs, board)
     return pairs.reshape(-1), ~jnp.any(pairs)
 
 

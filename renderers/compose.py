@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgym.core import computed_apart
+
 SEGMENT_WIDTHS = (32, 16, 8, 4, 2, 1)
 
 
@@ -129,7 +131,9 @@ class Compositor:
             ids = jnp.asarray(tile_ids[name]).astype(jnp.int32).reshape(self.group_sizes[name])
             ids = jnp.clip(ids, 0, self.num_tiles[name] - 1)
             bases.append(base + ids * stride)
-        segment_base = jnp.concatenate(bases)
+        # Computed apart: fused into the gather, the tile-id arithmetic (digits of a score)
+        # would run once per copied segment instead of once per slot.
+        segment_base = computed_apart(jnp.concatenate, bases)
         index = segment_base[self.slot_map] + self.local
         segments = self.atlas.at[index].get(mode="promise_in_bounds")
         return segments.reshape(self.image_shape)
