@@ -9,6 +9,8 @@
   frames (every pixel is materialised, as a training loop would consume them).
 - fill: numpy ``.fill()`` into a preallocated ``(B, H, W, 3)`` uint8 buffer, the rate at
   which this machine writes frame-sized memory at all.
+- xla fill: a jitted function that returns a new ``(B, H, W, 3)`` uint8 array of one
+  (traced) value: the fastest any XLA program on this backend can hand out frames.
 
 Timings are wall clock with ``block_until_ready`` and the best of ``--repeats`` runs.
 """
@@ -22,6 +24,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,6 +84,17 @@ def fill_rate(batch: int, shape: tuple[int, int, int], repeats: int) -> float:
     return batch * rounds / seconds
 
 
+def xla_fill_rate(batch: int, shape: tuple[int, int, int], steps: int, repeats: int) -> float:
+    fill = jax.jit(lambda v: jnp.full((batch, *shape), v, jnp.uint8))
+    jax.block_until_ready(fill(jnp.uint8(1)))
+
+    def loop():
+        for v in range(steps):
+            jax.block_until_ready(fill(jnp.uint8(v)))
+
+    return batch * steps / best_time(loop, repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="shisensho")
@@ -105,13 +119,15 @@ def main() -> None:
             logic = logic_rate(env, batch, logic_steps, args.repeats)
             frames = render_rate(env, batch, render_steps, args.repeats)
             fill = fill_rate(batch, env.image_shape, args.repeats)
+            xla_fill = xla_fill_rate(batch, env.image_shape, render_steps, args.repeats)
             row = dict(game=args.game, size=size, image=f"{h}x{w}", batch=batch, logic_steps_per_s=round(logic),
                        frames_per_s=round(frames), ms_per_rendered_step=1000 / frames, fill_frames_per_s=round(fill),
-                       render_vs_fill=frames / fill)
+                       xla_fill_frames_per_s=round(xla_fill), render_vs_fill=frames / fill)
             rows.append(row)
             print(f"{args.game} {size}x{size} {h}x{w} batch {batch:5d}: logic {logic:12,.0f} steps/s | "
                   f"step+render {frames:10,.0f} frames/s ({1000 / frames:.4f} ms/step) | "
-                  f"fill {fill:10,.0f} frames/s | render/fill {frames / fill:.2f}", flush=True)
+                  f"fill {fill:10,.0f} frames/s | xla fill {xla_fill:8,.0f} frames/s | render/fill {frames / fill:.2f}",
+                  flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

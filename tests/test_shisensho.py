@@ -278,7 +278,7 @@ def test_fresh_boards_always_have_a_pair_even_when_most_draws_have_none():
     boards = np.asarray(states.board).reshape(-1, 4)
     assert (np.sort(boards, axis=1) == [1, 1, 2, 2]).all()
     # Rejection sampling keeps the boards uniform over those with a pair: both arrangements
-    # with a pair (rows or columns) are equally likely, four placements each.
+    # with a pair (pairs in rows, or in columns; two placements each) are equally likely.
     rows = (boards[:, 0] == boards[:, 1]).mean()
     assert abs(rows - 0.5) < 0.05
 
