@@ -15,10 +15,10 @@ Two games share every rule and function here; only the source of the tile kinds 
 The connection test is a branch-free bitset kernel (``path_bits``, ``connected_cells``):
 for each cell, the set of columns its row reaches through empty cells, and for each pair of
 rows, the set of columns whose segment between them is clear. A horizontal-vertical-
-horizontal path between P and Q exists iff the three sets share a column; the vertical-
-horizontal-vertical paths are the same on the transposed board. Straight and one-turn paths
-are the degenerate cases, so the legal mask over all ``size**4`` pairs is a handful of
-bitwise operations per pair, fused by XLA into one pass.
+horizontal path between P and Q exists iff the three sets share a column; vertical-first
+paths use the same sets along columns. Straight and one-turn paths are the degenerate
+cases, so the legal mask over all ``size**4`` pairs is three bitwise operations and a test
+per pair (both orientations packed in one uint32 up to 14x14), one streaming pass.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from jaxgym.core import (
     State,
     check_action,
     check_int_param,
+    computed_apart,
     initial_fields,
     resolve_image_size,
 )
@@ -140,67 +141,81 @@ def _pair_to_action_host(coords: Sequence[int], size: int) -> int:
 # The connection kernel
 
 
-@functools.cache
-def _kernel_indices(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Static gather indices of ``path_bits`` in the padded ``(size+2)**2`` grid.
-
-    For board column ``j`` and padded column ``c``: ``run_lo[j, c]``/``run_hi[j, c]`` bound the
-    prefix-sum window of the row segment from the cell to ``c``. For board rows ``a, b``:
-    ``gap_lo[a, b]``/``gap_hi[a, b]`` bound the window of the rows strictly between them.
-    """
-    padded = size + 2
-    cols = np.arange(padded)[None, :]
-    cell = np.arange(size)[:, None] + 1
-    run_lo = np.minimum(cols, cell)
-    run_hi = np.maximum(cols, cell) + 1
-    rows = np.arange(size) + 1
-    gap_lo = np.minimum(rows[:, None], rows[None, :]) + 1
-    gap_hi = np.maximum(rows[:, None], rows[None, :])
-    return tuple(a.astype(np.int32) for a in (run_lo, run_hi, gap_lo, gap_hi))  # type: ignore[return-value]
+def _pack_bits(flags: Array, axis: int) -> Array:
+    """uint32 of the booleans along ``axis`` (at most 32 of them), element ``k`` as bit ``k``."""
+    n = flags.shape[axis]
+    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(n, dtype=jnp.uint32)).reshape(
+        [n if i == axis % flags.ndim else 1 for i in range(flags.ndim)]
+    )
+    return jnp.sum(jnp.where(flags, weights, jnp.uint32(0)), axis=axis, dtype=jnp.uint32)
 
 
-def path_bits(board: Array) -> tuple[Array, Array]:
-    """The two bitsets behind every horizontal-vertical-horizontal path on ``board``.
+def path_bits(board: Array) -> tuple[Array, Array, Array, Array]:
+    """The bitsets behind every path with at most two turns on ``board``.
 
-    Columns are numbered in the padded grid (0 is the ring left of the board, ``size + 1``
-    the ring right of it), bit ``c`` standing for column ``c``:
+    Rows and columns are numbered in the padded grid (0 is the ring before the board,
+    ``size + 1`` the ring after it); bit ``c`` stands for padded column (or row) ``c``:
 
-    - ``reach`` uint32 ``(size, size)``: bit ``c`` of ``reach[r, j]`` is set iff every cell
-      of row ``r`` from ``(r, j)`` to ``(r, c)``, except ``(r, j)`` itself, is empty (so bit
-      ``j`` is always set).
-    - ``bridge`` uint32 ``(size, size)``: bit ``c`` of ``bridge[a, b]`` is set iff every cell
-      of column ``c`` strictly between rows ``a`` and ``b`` is empty (all bits when
+    - ``reach_h`` uint32 ``(size, size)``: bit ``c`` of ``reach_h[r, j]`` is set iff every
+      cell of row ``r`` from ``(r, j)`` to ``(r, c)``, except ``(r, j)`` itself, is empty (so
+      the cell's own column is always set).
+    - ``bridge_v`` uint32 ``(size, size)``: bit ``c`` of ``bridge_v[a, b]`` is set iff every
+      cell of column ``c`` strictly between rows ``a`` and ``b`` is empty (all bits when
       ``|a - b| <= 1``).
+    - ``reach_v`` and ``bridge_h``: the same along columns: bit ``r`` of ``reach_v[i, c]``
+      for the column segment from ``(i, c)`` to ``(r, c)``; bit ``r`` of ``bridge_h[a, b]``
+      for row ``r`` strictly between columns ``a`` and ``b``.
 
-    P = (a, j) and Q = (b, k) are joined by a path P -> (a, c) -> (b, c) -> Q iff
-    ``reach[a, j] & reach[b, k] & bridge[a, b]`` is nonzero.
+    P = (a, j) and Q = (b, k) are joined by P -> (a, c) -> (b, c) -> Q for some column c iff
+    ``reach_h[a, j] & reach_h[b, k] & bridge_v[a, b]`` is nonzero, and by a path that starts
+    vertically iff ``reach_v[a, j] & reach_v[b, k] & bridge_h[j, k]`` is nonzero. Every path
+    with at most two turns is one of the two (straight and one-turn paths included).
 
-    >>> reach, bridge = path_bits(jnp.array([[1, 0, 2], [0, 0, 0], [0, 0, 0]]))
-    >>> [format(int(v), "05b") for v in reach[0]]   # bits for padded columns 4..0
+    >>> reach_h, bridge_v, reach_v, bridge_h = path_bits(jnp.array([[1, 0, 2], [0, 0, 0], [0, 0, 0]]))
+    >>> [format(int(v), "05b") for v in reach_h[0]]   # bits for padded columns 4..0
     ['00111', '00100', '11100']
-    >>> format(int(bridge[0, 2]), "05b")             # row 1 between rows 0 and 2 is empty
+    >>> format(int(bridge_v[0, 2]), "05b")             # row 1 between rows 0 and 2 is empty
     '11111'
+    >>> format(int(reach_v[2, 0]), "05b"), format(int(bridge_h[0, 2]), "05b")
+    ('11100', '11111')
     """
     size = board.shape[-1]
-    run_lo, run_hi, gap_lo, gap_hi = (jnp.asarray(a) for a in _kernel_indices(size))
+    m = size + 2
     occupied = jnp.pad((board != 0).astype(jnp.int32), 1)
-    # row_count[r, c] = tiles in row r left of padded column c; col_count likewise by rows.
-    row_count = jnp.pad(jnp.cumsum(occupied[1:-1], axis=1), ((0, 0), (1, 0)))
+    # row_count[r, c]: tiles in padded row r left of padded column c; col_count[r, c]: tiles
+    # in padded column c above padded row r. Every segment's tile count is a difference of
+    # two of them. Only slices, broadcasts and selects follow (no gathers, no transposes), so
+    # under vmap these small arrays keep the batch axis first and the size**4 pass over pairs
+    # stays a streaming loop.
+    row_count = jnp.pad(jnp.cumsum(occupied, axis=1), ((0, 0), (1, 0)))
     col_count = jnp.pad(jnp.cumsum(occupied, axis=0), ((1, 0), (0, 0)))
-    tiles_on_run = row_count[:, run_hi] - row_count[:, run_lo] - occupied[1:-1, 1:-1, None]
-    tiles_between = col_count[gap_hi] - col_count[gap_lo]
-    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(size + 2, dtype=jnp.uint32))
-    reach = jnp.sum(jnp.where(tiles_on_run == 0, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
-    bridge = jnp.sum(jnp.where(tiles_between <= 0, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
-    return reach, bridge
+    tile = occupied[1:-1, 1:-1]
+    cell = jnp.arange(size)[:, None] + 1  # padded index of board row/column i
+    target = jnp.arange(m)[None, :]  # padded index of the far end of a segment
+    ahead = target >= cell  # (size, m): the far end lies at or after the cell
 
+    def runs(count: Array) -> Array:
+        """[line, i, t]: tiles on the segment from cell i to t of each line, cell excluded,
+        for ``count[line, k]`` = tiles before position k of the line."""
+        after = count[:, None, 1:] - count[:, 1 : size + 1, None]  # t >= i: (i, t]
+        before = count[:, 2 : size + 2, None] - count[:, None, : m]  # t < i: [t, i)
+        return jnp.where(ahead, after, before)
 
-def _all_path_bits(board: Array) -> tuple[Array, Array, Array, Array]:
-    """``path_bits`` of the board (row-first paths) and of its transpose (column-first),
-    the latter indexed back in board coordinates: ``reach_v[r, c]``, ``bridge_h[c1, c2]``."""
-    reach_h, bridge_v = path_bits(board)
-    reach_v, bridge_h = path_bits(board.T)
-    return reach_h, bridge_v, reach_v.T, bridge_h
+    def gaps(count: Array) -> Array:
+        """[a, b, line]: tiles strictly between board positions a and b of each line, for
+        ``count[k, line]`` = tiles before position k; negative (clear) when a == b."""
+        upper, lower = count[2 : size + 2], count[1 : size + 1]  # before a + 1, before a
+        a, b = jnp.arange(size)[:, None, None], jnp.arange(size)[None, :, None]
+        return jnp.where(a < b, lower[None, :, :] - upper[:, None, :], lower[:, None, :] - upper[None, :, :])
+
+    runs_h = runs(row_count[1:-1]) - tile[:, :, None]  # [r, j, c]
+    runs_v = runs(col_count[:, 1:-1].T) - tile.T[:, :, None]  # [c, i, r]
+    return (
+        _pack_bits(runs_h == 0, -1),
+        _pack_bits(gaps(col_count) <= 0, -1),
+        _pack_bits(runs_v == 0, -1).T,
+        _pack_bits(gaps(row_count.T) <= 0, -1),
+    )
 
 
 def connected_cells(board: Array) -> Array:
@@ -215,11 +230,17 @@ def connected_cells(board: Array) -> Array:
     False
     """
     size = board.shape[-1]
-    reach_h, bridge_v, reach_v, bridge_h = _all_path_bits(board)
-    row_first = reach_h[:, :, None, None] & reach_h[None, None] & bridge_v[:, None, :, None]
-    col_first = reach_v[:, :, None, None] & reach_v[None, None] & bridge_h[None, :, None, :]
+    reach_h, bridge_v, reach_v, bridge_h = path_bits(board)
     r1, c1, r2, c2 = (jnp.arange(size).reshape([-1 if i == axis else 1 for i in range(4)]) for axis in range(4))
     distinct = (r1 != r2) | (c1 != c2)
+    if size + 2 <= 16:
+        # Both bitsets fit one word (row-first bits low, column-first bits high): one AND
+        # chain per pair instead of two; this pass over size**4 pairs is the step's cost.
+        reach = reach_h | (reach_v << 16)
+        bridge = bridge_v[:, None, :, None] | (bridge_h[None, :, None, :] << 16)
+        return distinct & ((reach[:, :, None, None] & reach[None, None] & bridge) != 0)
+    row_first = reach_h[:, :, None, None] & reach_h[None, None] & bridge_v[:, None, :, None]
+    col_first = reach_v[:, :, None, None] & reach_v[None, None] & bridge_h[None, :, None, :]
     return distinct & ((row_first | col_first) != 0)
 
 
@@ -237,6 +258,20 @@ def connectable_pairs(board: Array) -> Array:
     return same_kind & connected_cells(board)
 
 
+def legal_action_mask(board: Array) -> tuple[Array, Array]:
+    """``(mask, stuck)``: the legal mask over the ``size**4`` flat actions (bool) and
+    whether it is all False (no pair left, or an empty board).
+
+    >>> mask, stuck = legal_action_mask(jnp.array([[1, 1], [2, 2]]))
+    >>> mask.shape, int(mask.sum()), bool(stuck)
+    ((16,), 4, False)
+    """
+    # Computed apart, the 4-D mask is a buffer and the reshape to flat actions free; fused
+    # into the pair loop, that reshape costs XLA:CPU per-element div/mod (3-4x slower).
+    pairs = computed_apart(connectable_pairs, board)
+    return pairs.reshape(-1), ~jnp.any(pairs)
+
+
 def pair_connectable(board: Array, r1: Array, c1: Array, r2: Array, c2: Array) -> Array:
     """bool ``()``: whether the tiles at ``(r1, c1)`` and ``(r2, c2)`` can be removed.
     Coordinates must be on the board (``step`` maps others to the penalised no-op).
@@ -244,7 +279,7 @@ def pair_connectable(board: Array, r1: Array, c1: Array, r2: Array, c2: Array) -
     >>> bool(pair_connectable(jnp.array([[1, 2], [2, 1]]), 0, 0, 1, 1))
     False
     """
-    reach_h, bridge_v, reach_v, bridge_h = _all_path_bits(board)
+    reach_h, bridge_v, reach_v, bridge_h = path_bits(board)
     row_first = reach_h[r1, c1] & reach_h[r2, c2] & bridge_v[r1, r2]
     col_first = reach_v[r1, c1] & reach_v[r2, c2] & bridge_h[c1, c2]
     kind = board[r1, c1]
@@ -410,11 +445,11 @@ class ShisenSho(Env):
         rows, cols = jnp.arange(self.size)[:, None], jnp.arange(self.size)[None, :]
         removed = matched & (((rows == r1) & (cols == c1)) | ((rows == r2) & (cols == c2)))
         board = jnp.where(removed, 0, state.board)
-        legal = connectable_pairs(board).reshape(-1)
+        legal, stuck = legal_action_mask(board)
         new = state.replace(
             board=board,
             reward=jnp.where(matched, 1.0, -1.0).astype(jnp.float32),
-            terminated=~jnp.any(legal),
+            terminated=stuck,
             legal_action_mask=legal,
             step_count=state.step_count + 1,
             score=state.score + matched.astype(jnp.int32),
@@ -440,8 +475,8 @@ class ShisenSho(Env):
             )
 
     def _from_arrays(self, board: Array, picture: Array) -> ShisenShoState:
-        legal = connectable_pairs(board).reshape(-1)
-        return self._state(board, picture, **initial_fields(legal, ~jnp.any(legal)))
+        legal, stuck = legal_action_mask(board)
+        return self._state(board, picture, **initial_fields(legal, stuck))
 
     def from_board(self, board: Any) -> ShisenShoState:
         """A state for a board of kinds (0 empty, ``k`` the kind ``kind_names[k]``), score 0.
@@ -473,9 +508,11 @@ class ShisenSho(Env):
         return "\n".join("|".join(f" {self.kind_names[int(k)]} " for k in row) for row in board)
 
     def _tile_words(self) -> str:
+        described = {"cross": "cross (a plus sign)", "star": "star (drawn as an X)"}
+        shapes = ", ".join(described.get(s, s) for s in self.shape_names)
         return (
             "Each tile is a coloured shape; two tiles are the same kind when both their colour "
-            "and their shape are the same."
+            f"and their shape are the same. Colours: {', '.join(self.color_names)}. Shapes: {shapes}."
         )
 
     def _cell_example(self) -> str:

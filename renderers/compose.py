@@ -134,7 +134,8 @@ class Compositor:
         segment_base = jnp.concatenate(bases)
         index = segment_base[jnp.asarray(self.slot_map)] + jnp.asarray(self.local)
         # Materialise the index map once per frame: fused into the gather, XLA:CPU recomputes
-        # it for every byte of every segment (measured 20% slower at small batches).
+        # it, and the tile-id arithmetic behind it (digits of a score), for every copied
+        # segment. Measured: 87 -> 70 us per 448x448 frame at batch 16.
         index = jax.lax.optimization_barrier(index)
         segments = jnp.asarray(self.atlas).at[index].get(mode="promise_in_bounds")
         return segments.reshape(self.image_shape)

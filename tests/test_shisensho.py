@@ -123,7 +123,7 @@ def flood_connected(boards: np.ndarray) -> np.ndarray:
     return reached & occupied[:, :, :, None, None] & occupied[:, None, None] & distinct
 
 
-def random_boards(rng: np.random.Generator, count: int, size: int, num_kinds: int = 36) -> np.ndarray:
+def random_boards(rng: np.random.Generator, count: int, size: int, num_kinds: int = 96) -> np.ndarray:
     """Game-like boards (4 copies of distinct kinds, shuffled) with a random fraction of
     the cells removed (0 to 95%, uniformly per board)."""
     kinds_per_board = size * size // 4
@@ -244,7 +244,8 @@ def test_worked_examples(rows, pair, connects):
 def test_kernel_equals_search_on_5000_random_boards():
     rng = np.random.default_rng(2025)
     total = 0
-    for size, count in ((4, 2200), (6, 1500), (8, 1000), (12, 300)):
+    # Sizes up to 14 pack both bitsets in one word; 16 keeps them apart: both paths run.
+    for size, count in ((4, 2200), (6, 1500), (8, 950), (12, 300), (16, 50)):
         connected_fn, pairs_fn = kernels(size)
         for chunk in range(0, count, 500):
             boards = random_boards(rng, min(500, count - chunk), size)
@@ -277,7 +278,7 @@ def test_fresh_boards_always_have_a_pair_even_when_most_draws_have_none():
     boards = np.asarray(states.board).reshape(-1, 4)
     assert (np.sort(boards, axis=1) == [1, 1, 2, 2]).all()
     # Rejection sampling keeps the boards uniform over those with a pair: both arrangements
-    # with a pair (rows or columns) are equally likely, four placements each.
+    # with a pair (pairs in rows, or in columns; two placements each) are equally likely.
     rows = (boards[:, 0] == boards[:, 1]).mean()
     assert abs(rows - 0.5) < 0.05
 
@@ -587,6 +588,10 @@ def test_prompt_states_the_protocol(env):
         assert needle in text, needle
     if env is ENV_IMAGES:
         assert "airplane" not in text and "stripes" in text
+    else:  # the vocabulary of the perception text
+        for word in ("Red", "Cyan", "circle", "diamond", "star (drawn as an X)"):
+            assert word in text, word
+        assert "Maroon" not in text
 
 
 @pytest.mark.parametrize(
