@@ -124,7 +124,7 @@ def steps_for(batch: int, budget: int, lo: int, hi: int) -> int:
 
 
 def bench_jaxgym(game: str, params: dict, batch: int, args, render: bool) -> Row:
-    env = jaxgym.AutoReset(jaxgym.make(game, **params))
+    env = jaxgym.AutoReset(jaxgym.make(game, **params, **args.game_extra))
     label = game + "".join(f" {k}={v}" for k, v in params.items())
     if render:
         steps = steps_for(batch, args.render_budget, 2, 64)
@@ -225,6 +225,27 @@ def bench_memory_fill(batch: int, image_hw: tuple[int, int], args) -> Row:
     )
 
 
+def bench_xla_write(batch: int, image_hw: tuple[int, int], args) -> Row:
+    """The fastest any XLA program on this backend hands out frames: a scan whose every step
+    writes a whole batch of frames (one traced value broadcast), as the render rows do."""
+    steps = steps_for(batch, args.render_budget, 2, 64)
+
+    def run(key):
+        value = jax.random.randint(key, (), 1, 255).astype(jnp.uint8)
+
+        def body(frames, i):
+            # Reading the last frames keeps XLA from carrying the broadcast unmaterialised.
+            fresh = value + i.astype(jnp.uint8) + frames[0, 0, 0, 0]
+            return jnp.broadcast_to(fresh, frames.shape), None
+
+        frames, _ = jax.lax.scan(body, jnp.zeros((batch, *image_hw, 3), jnp.uint8), jnp.arange(steps))
+        return frames
+
+    compile_s, sec = measure(run, (jax.random.key(0),), args.repeats)
+    label = f"frames {image_hw[0]}x{image_hw[1]}"
+    return Row("xla-write (jax)", label, batch, frames_per_s=batch * steps / sec, image_hw=list(image_hw))
+
+
 def available_memory_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -272,12 +293,17 @@ def summarise(rows: list[Row]) -> list[str]:
             out.append(f"2048 logic, batch {batch}: {ours.steps_per_s / pgx_row.steps_per_s:.2f}x pgx")
     for r in rows:
         if r.library == "jaxgym" and r.frames_per_s is not None:
-            fill = by.get(("memory-fill", f"frames {r.image_hw[0]}x{r.image_hw[1]}", r.batch, True))
+            frames = f"frames {r.image_hw[0]}x{r.image_hw[1]}"
+            fill = by.get(("memory-fill", frames, r.batch, True))
+            xla = by.get(("xla-write", frames, r.batch, True))
             if fill:
-                out.append(
+                line = (
                     f"{r.game} step+render, batch {r.batch}: {100 * r.frames_per_s / fill.frames_per_s:.0f}% "
                     f"of the memory-fill rate"
                 )
+                if xla:
+                    line += f", {100 * r.frames_per_s / xla.frames_per_s:.0f}% of XLA's frame-write rate"
+                out.append(line)
             paper_ms = PAPER_MS_PER_RENDERED_STEP.get(r.game)
             if paper_ms:
                 out.append(
@@ -340,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="where to write the JSON rows (default: in the run dir)")
     p.add_argument("--run-dir", type=Path, default=None, help="default runs/throughput-<timestamp>")
     p.add_argument("--repeats", type=int, default=None)
+    p.add_argument(
+        "--image-size", type=int, nargs="+", default=None, help="frame size H [W] for every game (default: 448)"
+    )
     args = p.parse_args(argv)
     known = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
     args.games = args.games or (["2048"] if args.quick else known)
@@ -350,6 +379,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any(b < 1 for b in args.batch_sizes):
         p.error(f"batch sizes must be >= 1, got {args.batch_sizes}")
     args.repeats = args.repeats or (2 if args.quick else 3)
+    if args.image_size is not None and len(args.image_size) not in (1, 2):
+        p.error(f"--image-size takes H or H W, got {args.image_size}")
+    args.game_extra = (
+        {} if args.image_size is None else {"image_size": tuple(args.image_size * (3 - len(args.image_size)))}
+    )
     # Work per measurement: env-steps for logic, frames for rendering, env-steps in Python.
     args.logic_budget = 100_000 if args.quick else 1_000_000
     args.render_budget = 2_000 if args.quick else 8_000
@@ -373,7 +407,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     tasks: list[tuple[str, Callable[[], Row | None]]] = []
     for game in args.games:
         for params in GAME_CONFIGS.get(game, [{}]):
-            image_hw = jaxgym.make(game, **params).image_size
+            image_hw = jaxgym.make(game, **params, **args.game_extra).image_size
             frame_bytes = image_hw[0] * image_hw[1] * 3
             for b in args.batch_sizes:
                 tasks.append(
@@ -389,6 +423,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     tasks.append(
                         (f"memory fill {image_hw} b={b}", lambda b=b, hw=image_hw: bench_memory_fill(b, hw, args))
                     )
+                    tasks.append((f"xla write {image_hw} b={b}", lambda b=b, hw=image_hw: bench_xla_write(b, hw, args)))
     if not args.no_peers and "2048" in args.games:
         for b in args.batch_sizes:
             tasks.append((f"pgx b={b}", lambda b=b: bench_pgx(b, args)))
@@ -401,7 +436,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     seen_fill = set()
     t_start = time.perf_counter()
     for name, task in tqdm(tasks, desc="benchmarks", unit="run"):
-        if name.startswith("memory fill"):
+        if name.startswith(("memory fill", "xla write")):
             if name in seen_fill:
                 continue
             seen_fill.add(name)

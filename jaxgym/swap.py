@@ -47,7 +47,7 @@ REDRAWS = 10
 """The paper's generator redraws a cell at most this many times while it completes a run."""
 MAX_SETTLE_STEPS = 64
 """Cap on the waves plus shuffles of one ``settle`` (one move, or a reset). Measured on
-20,000 random valid moves from fresh 8x8 boards (``benchmarks/swap_bench.py --tail-moves``):
+20,000 random valid moves from fresh 8x8 boards (``benchmarks/swap_settle.py --moves 20000``):
 17.5% need a second wave or shuffle, 5% a third, 1% a fourth, 0.2% a fifth, the longest 9
 (each further step happens with probability about 0.2 to 0.3), so the cap is never reached
 in practice. If it were, ``fallback_board``, a constructed board with no run and a valid
