@@ -24,13 +24,14 @@ MINUS_TILE, BLANK_TILE = 10, 11
 
 
 @functools.lru_cache(maxsize=1)
-def _font() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _font() -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     with np.load(_FONT_PATH) as data:
         coverage = data["coverage"]
         advances = data["advances"].astype(np.int64)
+        slot_starts = data["slot_starts"].astype(np.int64)
+        pad = int(data["pad"])
         first = int(data["first_char"])
-    starts = np.concatenate([[0], np.cumsum(advances)[:-1]])
-    return coverage, advances, starts, first
+    return coverage, advances, slot_starts, pad, first
 
 
 def _resize_coverage(coverage: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -39,15 +40,29 @@ def _resize_coverage(coverage: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 def text_coverage(text: str, height: int) -> np.ndarray:
-    """Coverage (0..255) of ``text`` set in a line ``height`` pixels tall, ``(height, width)``."""
-    coverage, advances, starts, first = _font()
+    """Coverage (0..255) of ``text`` set in a line ``height`` pixels tall, ``(height, width)``.
+
+    Glyphs advance by their widths and overlap where their ink overhangs (kept, combined by
+    maximum); the width spans the advances and any overhang at either end.
+    """
+    coverage, advances, slot_starts, pad, first = _font()
     codes = [ord(c) - first for c in text]
     for c, code in zip(text, codes, strict=True):
         if not 0 <= code < len(advances):
             raise ValueError(f"character {c!r} is not in the renderer's font (printable ASCII only)")
     if not codes:
         return np.zeros((height, 0), np.uint8)
-    line = np.concatenate([coverage[:, starts[k] : starts[k] + advances[k]] for k in codes], axis=1)
+    total = int(sum(advances[k] for k in codes))
+    line = np.zeros((coverage.shape[0], total + 2 * pad), np.uint8)
+    pen = 0
+    for k in codes:
+        slot = coverage[:, slot_starts[k] : slot_starts[k] + advances[k] + 2 * pad]
+        np.maximum(line[:, pen : pen + slot.shape[1]], slot, out=line[:, pen : pen + slot.shape[1]])
+        pen += int(advances[k])
+    inked = np.nonzero(line.any(axis=0))[0]
+    left = min(pad, int(inked[0])) if len(inked) else pad
+    right = max(pad + total, int(inked[-1]) + 1) if len(inked) else pad + total
+    line = line[:, left:right]
     width = max(1, round(line.shape[1] * height / coverage.shape[0]))
     return _resize_coverage(line, height, width)
 
