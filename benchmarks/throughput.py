@@ -123,16 +123,34 @@ def steps_for(batch: int, budget: int, lo: int, hi: int) -> int:
     return int(np.clip(budget // batch, lo, hi))
 
 
+def measure_scan(make_fn: Callable[[int], Callable], batch: int, lo: int, hi: int, args) -> tuple[float, float, int]:
+    """Time ``make_fn(steps)`` with a scan long enough for about ``args.seconds`` per call.
+
+    A short probe of ``lo`` steps estimates the time per step; the timed run then uses the
+    number of steps (between ``lo`` and ``hi``) that fills the time budget, so cheap and
+    expensive games are measured equally well. Returns (compile s, seconds per call, steps).
+    """
+    if args.quick:  # no probe: one compile per row keeps --quick under a minute
+        compile_s, sec = measure(make_fn(2 * lo), (jax.random.key(0),), args.repeats)
+        return compile_s, sec, 2 * lo
+    compile_s, probe = measure(make_fn(lo), (jax.random.key(0),), 1)
+    steps = int(np.clip(args.seconds / max(probe / lo, 1e-9), lo, hi))
+    if steps <= 1.5 * lo:
+        _, sec = measure(make_fn(lo), (jax.random.key(0),), args.repeats)
+        return compile_s, sec, lo
+    _, sec = measure(make_fn(steps), (jax.random.key(0),), args.repeats)
+    return compile_s, sec, steps
+
+
 def bench_jaxgym(game: str, params: dict, batch: int, args, render: bool) -> Row:
     env = jaxgym.AutoReset(jaxgym.make(game, **params, **args.game_extra))
     label = game + "".join(f" {k}={v}" for k, v in params.items())
-    if render:
-        steps = steps_for(batch, args.render_budget, 2, 64)
-        fn = scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps, render=env.render)
-    else:
-        steps = steps_for(batch, args.logic_budget, 8, 512)
-        fn = scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps)
-    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+
+    def make_fn(steps: int) -> Callable:
+        renderer = env.render if render else None
+        return scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps, render=renderer)
+
+    compile_s, sec, steps = measure_scan(make_fn, batch, 2 if render else 4, 64 if render else 512, args)
     rate = batch * steps / sec
     row = Row("jaxgym", label, batch, compile_s=compile_s, extra=dict(steps=steps, seconds=sec))
     if render:
@@ -148,9 +166,9 @@ def bench_pgx(batch: int, args) -> Row:
 
     env = pgx.make("2048")
     step = auto_reset(env.step, env.init)
-    steps = steps_for(batch, args.logic_budget, 8, 512)
-    fn = scan_steps(env.init, step, lambda s: s.legal_action_mask, batch, steps)
-    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+    compile_s, sec, steps = measure_scan(
+        lambda n: scan_steps(env.init, step, lambda s: s.legal_action_mask, batch, n), batch, 4, 512, args
+    )
     return Row(f"pgx {pgx.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s)
 
 
@@ -167,9 +185,9 @@ def bench_jumanji(batch: int, args) -> Row:
         state, _ = carry
         return env.step(state, action)
 
-    steps = steps_for(batch, args.logic_budget, 8, 512)
-    fn = scan_steps(reset, step, lambda c: c[1].observation.action_mask, batch, steps)
-    compile_s, sec = measure(fn, (jax.random.key(0),), args.repeats)
+    compile_s, sec, steps = measure_scan(
+        lambda n: scan_steps(reset, step, lambda c: c[1].observation.action_mask, batch, n), batch, 4, 512, args
+    )
     return Row(
         f"jumanji {jumanji.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s
     )
@@ -225,27 +243,6 @@ def bench_memory_fill(batch: int, image_hw: tuple[int, int], args) -> Row:
     )
 
 
-def bench_xla_write(batch: int, image_hw: tuple[int, int], args) -> Row:
-    """The fastest any XLA program on this backend hands out frames: a scan whose every step
-    writes a whole batch of frames (one traced value broadcast), as the render rows do."""
-    steps = steps_for(batch, args.render_budget, 2, 64)
-
-    def run(key):
-        value = jax.random.randint(key, (), 1, 255).astype(jnp.uint8)
-
-        def body(frames, i):
-            # Reading the last frames keeps XLA from carrying the broadcast unmaterialised.
-            fresh = value + i.astype(jnp.uint8) + frames[0, 0, 0, 0]
-            return jnp.broadcast_to(fresh, frames.shape), None
-
-        frames, _ = jax.lax.scan(body, jnp.zeros((batch, *image_hw, 3), jnp.uint8), jnp.arange(steps))
-        return frames
-
-    compile_s, sec = measure(run, (jax.random.key(0),), args.repeats)
-    label = f"frames {image_hw[0]}x{image_hw[1]}"
-    return Row("xla-write (jax)", label, batch, frames_per_s=batch * steps / sec, image_hw=list(image_hw))
-
-
 def available_memory_bytes() -> int:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -293,17 +290,12 @@ def summarise(rows: list[Row]) -> list[str]:
             out.append(f"2048 logic, batch {batch}: {ours.steps_per_s / pgx_row.steps_per_s:.2f}x pgx")
     for r in rows:
         if r.library == "jaxgym" and r.frames_per_s is not None:
-            frames = f"frames {r.image_hw[0]}x{r.image_hw[1]}"
-            fill = by.get(("memory-fill", frames, r.batch, True))
-            xla = by.get(("xla-write", frames, r.batch, True))
+            fill = by.get(("memory-fill", f"frames {r.image_hw[0]}x{r.image_hw[1]}", r.batch, True))
             if fill:
-                line = (
+                out.append(
                     f"{r.game} step+render, batch {r.batch}: {100 * r.frames_per_s / fill.frames_per_s:.0f}% "
                     f"of the memory-fill rate"
                 )
-                if xla:
-                    line += f", {100 * r.frames_per_s / xla.frames_per_s:.0f}% of XLA's frame-write rate"
-                out.append(line)
             paper_ms = PAPER_MS_PER_RENDERED_STEP.get(r.game)
             if paper_ms:
                 out.append(
@@ -378,14 +370,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_sizes = args.batch_sizes or list(QUICK_BATCHES if args.quick else DEFAULT_BATCHES)
     if any(b < 1 for b in args.batch_sizes):
         p.error(f"batch sizes must be >= 1, got {args.batch_sizes}")
-    args.repeats = args.repeats or (2 if args.quick else 3)
+    args.repeats = args.repeats or (1 if args.quick else 3)
     if args.image_size is not None and len(args.image_size) not in (1, 2):
         p.error(f"--image-size takes H or H W, got {args.image_size}")
     args.game_extra = (
         {} if args.image_size is None else {"image_size": tuple(args.image_size * (3 - len(args.image_size)))}
     )
     # Work per measurement: env-steps for logic, frames for rendering, env-steps in Python.
-    args.logic_budget = 100_000 if args.quick else 1_000_000
+    args.seconds = 0.1 if args.quick else 1.0  # per timed call
     args.render_budget = 2_000 if args.quick else 8_000
     args.python_budget = 2_000 if args.quick else 10_000
     return args
@@ -423,7 +415,6 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     tasks.append(
                         (f"memory fill {image_hw} b={b}", lambda b=b, hw=image_hw: bench_memory_fill(b, hw, args))
                     )
-                    tasks.append((f"xla write {image_hw} b={b}", lambda b=b, hw=image_hw: bench_xla_write(b, hw, args)))
     if not args.no_peers and "2048" in args.games:
         for b in args.batch_sizes:
             tasks.append((f"pgx b={b}", lambda b=b: bench_pgx(b, args)))
@@ -436,7 +427,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     seen_fill = set()
     t_start = time.perf_counter()
     for name, task in tqdm(tasks, desc="benchmarks", unit="run"):
-        if name.startswith(("memory fill", "xla write")):
+        if name.startswith("memory fill"):
             if name in seen_fill:
                 continue
             seen_fill.add(name)
