@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bridges.policies import Observation, Policy
-from bridges.torch_io import images_to_pil
+from bridges.torch_io import images_to_numpy
 
 
 class HFPolicy(Policy):
@@ -41,7 +41,8 @@ class HFPolicy(Policy):
     ):
         import torch
 
-        from learner.models import banned_token_ids, load_policy
+        from learner.models import load_policy
+        from learner.rollout import HFRolloutEngine, SamplingParams
 
         if max_new_tokens < 1 or batch_size < 1 or temperature < 0:
             raise ValueError(
@@ -51,43 +52,33 @@ class HFPolicy(Policy):
         self.model, self.processor = load_policy(path, dtype=dtype)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
-        self.processor.tokenizer.padding_side = "left"  # generation continues every row at its end
-        self.banned = banned_token_ids(self.model.config)
-        self.max_new_tokens, self.temperature, self.batch_size = int(max_new_tokens), float(temperature), batch_size
+        # The learner's rollout engine owns generation (neutral sampling settings, banned
+        # vision tokens, stop tokens), so evaluation samples what training samples.
+        self.engine = HFRolloutEngine(self.model, self.processor)
+        self.sampling = SamplingParams(temperature=float(temperature), max_new_tokens=int(max_new_tokens))
+        self.batch_size = int(batch_size)
         self.name = f"hf-{str(path).rstrip('/').split('/')[-1]}"
 
-    def _prompt_text(self, prompt: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
     def generate(self, images: list[Any], prompts: list[str], seed: int = 0) -> list[str]:
-        """Responses for PIL images and prompts, ``batch_size`` at a time."""
+        """Responses for images and prompts, ``batch_size`` at a time."""
         import torch
 
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            texts = [self._prompt_text(p) for p in prompts[start : start + self.batch_size]]
-            inputs = self.processor(
-                text=texts, images=images[start : start + self.batch_size], return_tensors="pt", padding=True
-            ).to(self.device)
-            sampling = self.temperature > 0
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + start)
-                generated = self.model.generate(
-                    **inputs,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=sampling,
-                    temperature=self.temperature if sampling else None,
-                    top_p=None,
-                    top_k=None,
-                    suppress_tokens=self.banned,
+                generation = self.engine.generate(
+                    prompts[start : start + self.batch_size],
+                    [np.asarray(im) for im in images[start : start + self.batch_size]],
+                    1,
+                    self.sampling,
+                    logprobs=False,
                 )
-            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
-            out.extend(self.processor.batch_decode(new_tokens, skip_special_tokens=True))
+            out.extend(generation.texts)
         return out
 
     def __call__(self, obs: Observation) -> list[str]:
         import jax
 
         seed = int(np.asarray(jax.random.randint(obs.key, (), 0, 2**31 - 1)))
-        return self.generate(images_to_pil(obs.images), list(obs.prompts), seed=seed)
+        return self.generate(list(images_to_numpy(obs.images)), list(obs.prompts), seed=seed)

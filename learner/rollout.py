@@ -119,7 +119,9 @@ class HFRolloutEngine:
         self.stop_ids = _stop_ids(model, processor)
 
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
-                 sampling: SamplingParams) -> Generation:
+                 sampling: SamplingParams, *, logprobs: bool = True) -> Generation:
+        """``n`` responses per (prompt, image). With ``logprobs=False`` (evaluation) the
+        per-step logits are not kept and ``Generation.logprobs`` is empty lists."""
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
         texts = [chat_prompt(self.processor, p) for p in prompts for _ in range(n)]
@@ -135,7 +137,7 @@ class HFRolloutEngine:
             suppress_tokens=self.banned,
             eos_token_id=self.stop_ids,
             pad_token_id=self.processor.tokenizer.pad_token_id,
-            output_logits=True,
+            output_logits=logprobs,
             return_dict_in_generate=True,
             use_cache=True,
         )
@@ -154,6 +156,10 @@ class HFRolloutEngine:
         finally:
             self.model.train(was_training)
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :].cpu()
+        if not logprobs:
+            token_ids, finished = zip(*(truncate_at_stop(row.tolist(), self.stop_ids) for row in new_tokens))
+            texts_out = self.processor.tokenizer.batch_decode(list(token_ids), skip_special_tokens=True)
+            return Generation(list(token_ids), texts_out, [[] for _ in token_ids], list(finished))
         # Raw logits (no temperature, no truncation, no ban) -> log-probs at the sampling
         # temperature, as the trainer computes them.
         logits = torch.stack(out.logits, dim=1).float().cpu()

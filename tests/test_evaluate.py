@@ -31,7 +31,7 @@ from bridges.policies import (
 )
 from bridges.protocol import protocol_for
 from bridges.sampler import StateSampler
-from bridges.torch_io import images_to_pil
+from bridges.torch_io import images_to_numpy
 from jaxgym import INVALID_ACTION
 from learner import evaluate as cli
 from tests.bridges_support import GAMES, small_env
@@ -366,8 +366,8 @@ def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
     assert all(isinstance(r, str) for r in responses)
     # The same weights in memory give the same greedy responses to the same boards.
     states, images = StateSampler(env, mode="paper", depth=0, seed=0).sample(2)
+    from learner.rollout import HFRolloutEngine
+
     direct = HFPolicy.__new__(HFPolicy)
-    direct.model, direct.processor, direct.device = model.eval(), processor, policy.device
-    direct.processor.tokenizer.padding_side = "left"
-    direct.banned, direct.max_new_tokens, direct.temperature, direct.batch_size = policy.banned, 6, 0.0, 2
-    assert direct.generate(images_to_pil(images), [env.prompt()] * 2) == responses
+    direct.engine, direct.sampling, direct.batch_size = HFRolloutEngine(model.eval(), processor), policy.sampling, 2
+    assert direct.generate(list(images_to_numpy(images)), [env.prompt()] * 2) == responses
