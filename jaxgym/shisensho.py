@@ -272,6 +272,40 @@ def legal_action_mask(board: Array) -> tuple[Array, Array]:
     return pairs.reshape(-1), ~jnp.any(pairs)
 
 
+@functools.cache
+def _full_board_links(size: int) -> np.ndarray:
+    """bool ``(size**2, size**2)``: which distinct cells of a *full* board are connected.
+
+    With every cell occupied, a path can only leave a tile straight into its neighbour or
+    into the ring, and a two-turn path through the ring returns to the board on the edge it
+    left (reaching another edge round a corner takes three turns). So two cells connect iff
+    they are adjacent or lie on the same edge of the board.
+    """
+    r, c = np.divmod(np.arange(size * size), size)
+    adjacent = np.abs(r[:, None] - r[None]) + np.abs(c[:, None] - c[None]) == 1
+    last = size - 1
+    same_edge = np.zeros_like(adjacent)
+    for line, end in ((r, 0), (r, last), (c, 0), (c, last)):
+        same_edge |= (line[:, None] == end) & (line[None] == end)
+    return (adjacent | same_edge) & ~np.eye(size * size, dtype=bool)
+
+
+def full_board_legal_mask(board: Array) -> Array:
+    """bool ``(size**4,)``: the legal mask of a board with no empty cell (a fresh deal), equal
+    to ``legal_action_mask(board)[0]`` there but with no pass of the path kernel: the
+    geometry of a full board is fixed (``_full_board_links``), only the kinds vary.
+
+    >>> full_board_legal_mask(jnp.array([[1, 2], [2, 1]])).reshape(4, 4).astype(int).tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> mask = full_board_legal_mask(jnp.array([[1, 2, 1], [3, 4, 5], [2, 5, 3]]))
+    >>> [divmod(int(a), 9) for a in jnp.flatnonzero(mask)]   # the 1s meet through the ring
+    [(0, 2), (2, 0)]
+    """
+    flat = board.reshape(-1)
+    same_kind = (flat[:, None] == flat[None, :]) & (flat != 0)[:, None]
+    return (same_kind & _full_board_links(board.shape[-1])).reshape(-1)
+
+
 def pair_connectable(board: Array, r1: Array, c1: Array, r2: Array, c2: Array) -> Array:
     """bool ``()``: whether the tiles at ``(r1, c1)`` and ``(r2, c2)`` can be removed.
     Coordinates must be on the board (``step`` maps others to the penalised no-op).
@@ -417,7 +451,8 @@ class ShisenSho(Env):
             board, picture = self._deal(jax.random.fold_in(key, t))
             forced = _force_pair(board, picture)
             board, picture = jax.tree.map(lambda f, b: jnp.where(t >= RESET_TRIES - 1, f, b), forced, (board, picture))
-            return board, picture, connectable_pairs(board.reshape(n, n))
+            # Dealt boards are full, so their mask needs no pass of the path kernel.
+            return board, picture, full_board_legal_mask(board.reshape(n, n))
 
         def redraw(carry: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
             t = carry[0]
@@ -430,9 +465,8 @@ class ShisenSho(Env):
         # The loop's first pass is the first draw (an empty start has no pair), so the
         # drawing code is traced, and compiled, once.
         empty = jnp.zeros(n * n, jnp.int32)
-        start = (jnp.int32(0), empty, empty, jnp.zeros((n, n, n, n), bool))
+        start = (jnp.int32(0), empty, empty, jnp.zeros(n**4, bool))
         _, board, picture, legal = jax.lax.while_loop(needs_redraw, redraw, start)
-        legal = legal.reshape(-1)
         return self._state(board.reshape(n, n), picture.reshape(n, n), **initial_fields(legal, ~jnp.any(legal)))
 
     def step(self, state: ShisenShoState, action: Array | int, key: PRNGKey) -> ShisenShoState:

@@ -261,6 +261,18 @@ def test_kernel_equals_search_on_5000_random_boards():
     assert total == 5000
 
 
+@pytest.mark.parametrize("size", [2, 3, 4, 6, 12, 16])
+def test_full_board_mask_equals_the_kernel_on_full_boards(size):
+    # reset's shortcut: on a board with no empty cell only neighbours and same-edge cells
+    # connect. Few kinds make many same-kind pairs, so both kinds of link are exercised.
+    rng = np.random.default_rng(size)
+    boards = jnp.asarray(rng.integers(1, 4, size=(200, size, size)))
+    full = jax.jit(jax.vmap(ss.full_board_legal_mask))(boards)
+    kernel, _ = jax.jit(jax.vmap(ss.legal_action_mask))(boards)
+    np.testing.assert_array_equal(np.asarray(full), np.asarray(kernel))
+    assert int(full.sum()) > 0
+
+
 def test_force_pair_repairs_a_board_without_pairs():
     board = jnp.array([1, 2, 2, 1])  # 2x2 diagonals: no pair (each needs 3 turns)
     assert not bool(ss.connectable_pairs(board.reshape(2, 2)).any())
