@@ -107,6 +107,26 @@ def test_time_limit_truncates_and_auto_reset_restarts(env):
     assert wrapped.id == env.id and wrapped.num_actions == env.num_actions
 
 
+def test_auto_reset_step_batch_equals_vmapped_step(env):
+    # Half the boards start a step later, so some steps end no episode (the cond skips the
+    # resets), some end a few, and every step must match the per-board select exactly.
+    wrapped = jaxgym.AutoReset(jaxgym.TimeLimit(env, max_steps=4))
+    states = jax.vmap(wrapped.reset)(jax.random.split(jax.random.key(3), 8))
+    states = states.replace(step_count=jnp.repeat(jnp.array([0, 1], jnp.int32), 4))
+    batch_step, vmapped_step = jax.jit(wrapped.step_batch), jax.jit(jax.vmap(wrapped.step))
+    assert "cond" in str(
+        jax.make_jaxpr(wrapped.step_batch)(states, jnp.zeros(8, jnp.int32), jax.random.split(jax.random.key(0), 8))
+    )
+    ended_per_step = []
+    for t in range(6):
+        keys = jax.random.split(jax.random.key(100 + t), 8)
+        actions = jax.vmap(random_legal)(keys, states.legal_action_mask)
+        expected, states = vmapped_step(states, actions, keys), batch_step(states, actions, keys)
+        chex.assert_trees_all_equal(states, expected)
+        ended_per_step.append(int(jnp.sum(states.terminated | states.truncated)))
+    assert 0 in ended_per_step and any(0 < n < 8 for n in ended_per_step)
+
+
 def test_format_answer_round_trips(env):
     rng = np.random.default_rng(0)
     for action in rng.choice(env.num_actions, size=min(64, env.num_actions), replace=False):
