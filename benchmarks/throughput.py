@@ -1,7 +1,8 @@
 """Environment throughput: jaxgym games side by side with their peers, in one run.
 
 For each game and batch size this measures, with ``block_until_ready`` and ``lax.scan`` over
-steps of random legal actions (auto-reset on episode end):
+steps of random legal actions (auto-reset on episode end; jaxgym's ``AutoReset.step_batch``,
+each peer's own auto-reset wrapper):
 
 - compile time of the scanned program,
 - logic-only steps/s,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import sys
@@ -68,11 +70,23 @@ class Row:
 
 
 def random_legal_action(key: jax.Array, legal: jax.Array) -> jax.Array:
-    """A uniformly random legal action (action 0 if none is legal), without drawing one random
-    number per action: one uniform picks the k-th legal action via a cumulative sum."""
-    count = jnp.sum(legal)
-    k = jnp.floor(jax.random.uniform(key) * count).astype(jnp.int32)
-    return jnp.argmax(jnp.cumsum(legal) > k).astype(jnp.int32)
+    """A uniformly random legal action (action 0 if none is legal) from one uniform number.
+
+    The k-th legal action is found in two levels: the mask as a square of blocks, a cumulative
+    sum over the block counts picks the block, one over that block picks the action. A single
+    cumulative sum over all of Shisen-Sho 12x12's 20,736 actions costs XLA:CPU more than the
+    step it drives.
+    """
+    n = legal.shape[-1]
+    width = math.isqrt(n - 1) + 1  # blocks of `width` actions, `width` blocks
+    blocks = jnp.pad(legal, (0, width * width - n)).reshape(width, width)
+    per_block = jnp.sum(blocks, axis=1, dtype=jnp.int32)
+    through_block = jnp.cumsum(per_block)
+    k = jnp.floor(jax.random.uniform(key) * through_block[-1]).astype(jnp.int32)
+    block = jnp.argmax(through_block > k)
+    k_in_block = k - (through_block[block] - per_block[block])
+    within = jnp.argmax(jnp.cumsum(blocks[block].astype(jnp.int32)) > k_in_block)
+    return (block * width + within).astype(jnp.int32)
 
 
 def measure(fn: Callable, args: tuple, repeats: int) -> tuple[float, float]:
@@ -90,10 +104,11 @@ def measure(fn: Callable, args: tuple, repeats: int) -> tuple[float, float]:
     return max(0.0, first - best), best
 
 
-def scan_steps(reset, step, legal_of, batch: int, steps: int, render=None) -> Callable:
+def scan_steps(reset, step, legal_of, batch: int, steps: int, render=None, batch_step=None) -> Callable:
     """A function ``key -> result`` that resets ``batch`` boards and scans ``steps`` vmapped
-    steps of random legal actions; with ``render``, every step's frames are written."""
-    vreset, vstep = jax.vmap(reset), jax.vmap(step)
+    steps of random legal actions; with ``render``, every step's frames are written.
+    ``batch_step`` replaces ``vmap(step)`` for a library with its own batched step."""
+    vreset, vstep = jax.vmap(reset), batch_step or jax.vmap(step)
     vrender = jax.vmap(render) if render is not None else None
 
     def run(key):
@@ -148,7 +163,9 @@ def bench_jaxgym(game: str, params: dict, batch: int, args, render: bool) -> Row
 
     def make_fn(steps: int) -> Callable:
         renderer = env.render if render else None
-        return scan_steps(env.reset, env.step, lambda s: s.legal_action_mask, batch, steps, render=renderer)
+        return scan_steps(
+            env.reset, env.step, lambda s: s.legal_action_mask, batch, steps, render=renderer, batch_step=env.step_batch
+        )
 
     compile_s, sec, steps = measure_scan(make_fn, batch, 2 if render else 4, 64 if render else 512, args)
     rate = batch * steps / sec
