@@ -198,7 +198,7 @@ def path_bits(board: Array) -> tuple[Array, Array, Array, Array]:
         """[line, i, t]: tiles on the segment from cell i to t of each line, cell excluded,
         for ``count[line, k]`` = tiles before position k of the line."""
         after = count[:, None, 1:] - count[:, 1 : size + 1, None]  # t >= i: (i, t]
-        before = count[:, 2 : size + 2, None] - count[:, None, : m]  # t < i: [t, i)
+        before = count[:, 2 : size + 2, None] - count[:, None, :m]  # t < i: [t, i)
         return jnp.where(ahead, after, before)
 
     def gaps(count: Array) -> Array:
@@ -398,9 +398,7 @@ class ShisenSho(Env):
         kind_names = [f"{c} {s}" for c in self.color_names for s in self.shape_names]
         self._configure(size, copies, kind_names, "kinds (colors * shapes)", image_size)
 
-    def _configure(
-        self, size: int, copies: int, kind_names: Sequence[str], kinds_label: str, image_size: Any
-    ) -> None:
+    def _configure(self, size: int, copies: int, kind_names: Sequence[str], kinds_label: str, image_size: Any) -> None:
         self.size = check_int_param("size", size, MIN_SIZE, MAX_SIZE)
         self.copies = check_int_param("copies", copies, 2, self.size * self.size)
         if self.copies % 2:

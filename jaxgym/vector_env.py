@@ -72,10 +72,15 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
             step_key, reset_key = jax.random.split(key)
             stepped = jax.vmap(env.step)(state, actions, jax.random.split(step_key, self.num_envs))
             done = stepped.terminated | stepped.truncated
-            fresh = jax.vmap(env.reset)(jax.random.split(reset_key, self.num_envs))
-            selected = jax.tree_util.tree_map(
-                lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b), fresh, stepped
-            )
+
+            def restart_done(stepped):
+                fresh = jax.vmap(env.reset)(jax.random.split(reset_key, self.num_envs))
+                return jax.tree_util.tree_map(
+                    lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b), fresh, stepped
+                )
+
+            # A batch-level cond (not under vmap), so steps that end no episode skip the resets.
+            selected = jax.lax.cond(jnp.any(done), restart_done, lambda stepped: stepped, stepped)
             return selected, stepped, observe(selected), done
 
         self._reset = jax.jit(reset)

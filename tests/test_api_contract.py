@@ -185,5 +185,6 @@ def test_make_vec_gymnasium_adapter(env):
     obs, reward, terminated, truncated, info = venv.step(actions)
     assert np.all(terminated | truncated), "max_steps=2 ends every episode at the second step"
     assert info["_final_obs"].all() and info["final_obs"].shape == obs.shape
+    assert not np.asarray(venv._state.step_count).any(), "every ended episode restarts on a fresh board"
     with pytest.raises(ValueError, match="actions must be"):
         venv.step(np.zeros(3, np.int64))
