@@ -23,7 +23,7 @@ from gymnasium.vector import AutoresetMode
 
 from jaxgym.core import Env, check_int_param
 from jaxgym.registry import make
-from jaxgym.wrappers import TimeLimit
+from jaxgym.wrappers import TimeLimit, restart_where
 
 OBSERVATION_MODES = ("image", "board")
 
@@ -72,15 +72,8 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
             step_key, reset_key = jax.random.split(key)
             stepped = jax.vmap(env.step)(state, actions, jax.random.split(step_key, self.num_envs))
             done = stepped.terminated | stepped.truncated
-
-            def restart_done(stepped):
-                fresh = jax.vmap(env.reset)(jax.random.split(reset_key, self.num_envs))
-                return jax.tree_util.tree_map(
-                    lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b), fresh, stepped
-                )
-
-            # A batch-level cond (not under vmap), so steps that end no episode skip the resets.
-            selected = jax.lax.cond(jnp.any(done), restart_done, lambda stepped: stepped, stepped)
+            fresh_boards = lambda _: jax.vmap(env.reset)(jax.random.split(reset_key, self.num_envs))
+            selected = restart_where(done, stepped, fresh_boards)
             return selected, stepped, observe(selected), done
 
         self._reset = jax.jit(reset)

@@ -8,6 +8,7 @@ Neither wrapper adds state fields, so wrapped and bare envs share one state type
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -130,12 +131,7 @@ class AutoReset(Wrapper):
         step_keys, reset_keys = split[:, 0], split[:, 1]
         stepped = jax.vmap(self.env.step)(jax.vmap(_clear_episode_end)(states), actions, step_keys)
         ended = jax.vmap(_episode_ended)(stepped)
-
-        def restart_ended(stepped: State) -> State:
-            fresh = jax.vmap(self._restart)(stepped, reset_keys)
-            return jax.vmap(_select)(ended, fresh, stepped)
-
-        return jax.lax.cond(jnp.any(ended), restart_ended, lambda stepped: stepped, stepped)
+        return restart_where(ended, stepped, lambda stepped: jax.vmap(self._restart)(stepped, reset_keys))
 
     def _restart(self, stepped: State, reset_key: PRNGKey) -> State:
         """A fresh board reporting ``stepped``'s end-of-step fields."""
@@ -145,6 +141,18 @@ class AutoReset(Wrapper):
             truncated=stepped.truncated,
             last_action_legal=stepped.last_action_legal,
         )
+
+
+def restart_where(ended: Array, states: State, fresh: Callable[[State], State]) -> State:
+    """``states`` (a batch along the leading axis) with each board where ``ended`` replaced by
+    that board of ``fresh(states)``. ``fresh`` runs inside one ``lax.cond`` on the whole batch
+    (not under ``vmap``, where a cond would compute both sides), so a step that ended no
+    episode computes no fresh boards."""
+
+    def restart(states: State) -> State:
+        return jax.vmap(_select)(ended, fresh(states), states)
+
+    return jax.lax.cond(jnp.any(ended), restart, lambda states: states, states)
 
 
 def _episode_ended(state: State) -> Array:
