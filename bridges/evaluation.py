@@ -42,6 +42,7 @@ from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
 from bridges.torch_io import prompts_for
 from jaxgym.core import Env
 from jaxgym.wrappers import AutoReset
+from renderers.draw import blend
 
 FrameSink = Callable[[int, np.ndarray, list[dict[str, Any]] | None], None]
 
@@ -147,7 +148,7 @@ def _answer_text(env: Env, action: int | None) -> str:
 @functools.lru_cache(maxsize=32)
 def _compiled_eval_fns(env: Env) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Batched auto-resetting step and render, compiled once per env."""
-    return jax.jit(jax.vmap(AutoReset(env).step)), jax.jit(jax.vmap(env.render))
+    return jax.jit(AutoReset(env).step_batch), jax.jit(jax.vmap(env.render))
 
 
 def evaluate(
@@ -304,10 +305,7 @@ def caption_frame(image: np.ndarray, caption: str, pad_to: int = 16) -> np.ndarr
     h, w = coverage.shape
     top = height + (total_h - height - h) // 2
     left = (total_w - w) // 2
-    alpha = coverage[..., None].astype(np.uint16)
-    region = frame[top : top + h, left : left + w].astype(np.uint16)
-    ink = np.array(CAPTION_TEXT, np.uint16)
-    frame[top : top + h, left : left + w] = ((region * (255 - alpha) + ink * alpha + 127) // 255).astype(np.uint8)
+    blend(frame, coverage, top, left, CAPTION_TEXT)
     return frame
 
 
