@@ -97,21 +97,28 @@ class GameProtocol:
 
     def shape_reward(self, raw_reward: Array, legal: Array) -> Array:
         """The ``game`` component (float32) of raw rewards; traceable, elementwise."""
-        raw_reward = jnp.asarray(raw_reward, jnp.float32)
-        legal = jnp.asarray(legal, bool)
-        if callable(self.shaping):
-            return jnp.asarray(self.shaping(raw_reward, legal), jnp.float32)
-        if self.shaping == "sign":
-            return jnp.where(raw_reward > 0, 1.0, -1.0).astype(jnp.float32)
-        if self.shaping == "legal":
-            return jnp.where(legal, 1.0, -1.0).astype(jnp.float32)
-        return raw_reward
+        return shape_reward(self.shaping, raw_reward, legal)
 
     def eval_points(self, raw_reward: Array) -> Array:
         """What one evaluation step adds to a run's score (numpy or JAX, elementwise)."""
         if self.eval_score == "success":
             return (raw_reward > 0).astype("float32")
         return raw_reward
+
+
+def shape_reward(shaping: Any, raw_reward: Array, legal: Array) -> Array:
+    """The ``game`` reward component (float32) of raw rewards under ``shaping`` (a
+    ``GameProtocol.shaping``: ``"sign"``, ``"legal"``, ``"raw"`` or a callable); traceable,
+    elementwise."""
+    raw_reward = jnp.asarray(raw_reward, jnp.float32)
+    legal = jnp.asarray(legal, bool)
+    if callable(shaping):
+        return jnp.asarray(shaping(raw_reward, legal), jnp.float32)
+    if shaping == "sign":
+        return jnp.where(raw_reward > 0, 1.0, -1.0).astype(jnp.float32)
+    if shaping == "legal":
+        return jnp.where(legal, 1.0, -1.0).astype(jnp.float32)
+    return raw_reward
 
 
 def random_cell_pairs(env: Env, rng: Any, n: int) -> list[str]:

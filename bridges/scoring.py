@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bridges.protocol import GameProtocol, protocol_for
+from bridges.protocol import GameProtocol, protocol_for, shape_reward
 from jaxgym import parsing
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, PRNGKey, State
 
@@ -109,8 +109,6 @@ def unbatch(states: State, index: int) -> State:
 def _compiled_scorer(env: Env, shaping: Any) -> Any:
     """The jitted group step, shared by scorers of one env and shaping (the weights are
     arguments, so changing them never recompiles)."""
-    shaper = GameProtocol(0, "legal", 0, 1.0, 1.0, shaping)
-
     def per_state(state: State, actions: jax.Array, key: PRNGKey) -> State:
         return jax.vmap(env.step, in_axes=(None, 0, None))(state, actions, key)
 
@@ -118,7 +116,7 @@ def _compiled_scorer(env: Env, shaping: Any) -> Any:
     def step(states: State, actions: jax.Array, keys: jax.Array, fmt: jax.Array, perc: jax.Array, weights: jax.Array):
         nxt = jax.vmap(per_state)(states, actions, keys)
         raw = nxt.reward.astype(jnp.float32)
-        game = shaper.shape_reward(raw, nxt.last_action_legal)
+        game = shape_reward(shaping, raw, nxt.last_action_legal)
         overall = weights[0] * game + weights[1] * fmt + weights[2] * perc
         return nxt, raw, game, overall.astype(jnp.float32), nxt.last_action_legal
 
