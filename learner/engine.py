@@ -59,27 +59,28 @@ def init_distributed() -> tuple[int, int, int]:
     return dist.get_rank(), local_rank, dist.get_world_size()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over the data-parallel ranks (identity for one rank)."""
+def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """``tensor`` reduced elementwise (``op`` ``"sum"`` or ``"max"``) over the data-parallel
+    ranks, on the tensor's own device (identity for one rank). NCCL reduces on the GPU, so the
+    tensor travels through the current CUDA device when there is one."""
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return tensor
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     reduced = tensor.to(device)
-    dist.all_reduce(reduced)
+    dist.all_reduce(reduced, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
     return reduced.to(tensor.device)
 
 
-def all_reduce_max(value: int) -> int:
-    import torch.distributed as dist
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over the data-parallel ranks (identity for one rank)."""
+    return all_reduce(tensor, "sum")
 
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return value
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    t = torch.tensor([value], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+
+def all_reduce_max(value: int) -> int:
+    """The largest ``value`` of any data-parallel rank."""
+    return int(all_reduce(torch.tensor([value]), "max").item())
 
 
 def deepspeed_config(*, zero_stage: int, precision: str, grad_clip: float, world_size: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import torch
 from learner import algorithms
 from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts
 from learner.config import TrainConfig
-from learner.engine import TrainingEngine, all_reduce_max, all_reduce_sum, init_distributed
+from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
 from learner.models import TINY, load_policy
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics
@@ -389,11 +389,7 @@ class GRPOTrainer:
         values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
         maxima = torch.tensor([float(metrics[k]) if k.endswith("/max") else 0.0 for k in keys], dtype=torch.float64)
         mean = all_reduce_sum(values) / self.world_size
-        import torch.distributed as dist
-
-        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
-        maxima = maxima.to(device) if device is not None else maxima
-        dist.all_reduce(maxima, op=dist.ReduceOp.MAX)
+        maxima = all_reduce(maxima, "max")
         out = dict(metrics)
         for i, k in enumerate(keys):
             if k.endswith("/max"):
