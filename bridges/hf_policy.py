@@ -44,18 +44,16 @@ class HFPolicy(Policy):
         from learner.models import load_policy
         from learner.rollout import HFRolloutEngine, SamplingParams
 
-        if max_new_tokens < 1 or batch_size < 1 or temperature < 0:
-            raise ValueError(
-                f"need max_new_tokens >= 1, batch_size >= 1, temperature >= 0; got {max_new_tokens}, "
-                f"{batch_size}, {temperature}"
-            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        # Sampling settings are checked (by SamplingParams) before the model is loaded.
+        self.sampling = SamplingParams(temperature=float(temperature), max_new_tokens=int(max_new_tokens))
         self.model, self.processor = load_policy(path, dtype=dtype)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
         # The learner's rollout engine owns generation (neutral sampling settings, banned
         # vision tokens, stop tokens), so evaluation samples what training samples.
         self.engine = HFRolloutEngine(self.model, self.processor)
-        self.sampling = SamplingParams(temperature=float(temperature), max_new_tokens=int(max_new_tokens))
         self.batch_size = int(batch_size)
         self.name = f"hf-{str(path).rstrip('/').split('/')[-1]}"
 
@@ -65,7 +63,8 @@ class HFPolicy(Policy):
 
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            with torch.random.fork_rng(devices=[]):
+            # manual_seed seeds every device: fork the GPU's generator too, so it is restored.
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 torch.manual_seed(seed + start)
                 generation = self.engine.generate(
                     prompts[start : start + self.batch_size],

@@ -352,6 +352,17 @@ def test_openai_policy_unreachable_server_and_bad_config():
 # ------------------------------------------------------------- local transformers checkpoints
 
 
+@pytest.mark.parametrize(
+    "options, named",
+    [(dict(temperature=-1.0), "temperature=-1"), (dict(max_new_tokens=0), "max_new_tokens=0"),
+     (dict(batch_size=0), "batch_size=0")],
+)
+def test_hf_policy_rejects_bad_settings_before_loading_a_model(tmp_path, options, named):
+    # The path does not exist: the settings error must come first, before any loading.
+    with pytest.raises(ValueError, match=named):
+        make_policy(f"hf:{tmp_path / 'missing'}", small_env("2048"), **options)
+
+
 def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
     from bridges.hf_policy import HFPolicy
     from learner import models
@@ -368,6 +379,6 @@ def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
     states, images = StateSampler(env, mode="paper", depth=0, seed=0).sample(2)
     from learner.rollout import HFRolloutEngine
 
-    direct = HFPolicy.__new__(HFPolicy)
-    direct.engine, direct.sampling, direct.batch_size = HFRolloutEngine(model.eval(), processor), policy.sampling, 2
-    assert direct.generate(list(images_to_numpy(images)), [env.prompt()] * 2) == responses
+    direct = HFRolloutEngine(model.eval(), processor)
+    generation = direct.generate([env.prompt()] * 2, list(images_to_numpy(images)), 1, policy.sampling, logprobs=False)
+    assert generation.texts == responses
