@@ -161,11 +161,19 @@ class HFRolloutEngine:
             texts_out = self.processor.tokenizer.batch_decode(list(token_ids), skip_special_tokens=True)
             return Generation(list(token_ids), texts_out, [[] for _ in token_ids], list(finished))
         # Raw logits (no temperature, no truncation, no ban) -> log-probs at the sampling
-        # temperature, as the trainer computes them.
-        logits = torch.stack(out.logits, dim=1).float().cpu()
-        if not greedy and sampling.temperature != 1.0:
-            logits = logits / sampling.temperature
-        picked = torch.log_softmax(logits, dim=-1).gather(-1, new_tokens[..., None]).squeeze(-1)
+        # temperature, as the trainer computes them. One generated position at a time: a
+        # stacked fp32 copy of all of them would be (sequences, tokens, vocabulary) large.
+        temperature = 1.0 if greedy else sampling.temperature
+        picked = torch.stack(
+            [
+                torch.log_softmax(step_logits.float() / temperature, dim=-1)
+                .gather(-1, new_tokens[:, i, None].to(step_logits.device))
+                .squeeze(-1)
+                .cpu()
+                for i, step_logits in enumerate(out.logits)
+            ],
+            dim=1,
+        )
         token_ids, logprobs, finished = [], [], []
         for row in range(new_tokens.shape[0]):
             tokens, stopped = truncate_at_stop(new_tokens[row].tolist(), self.stop_ids)
