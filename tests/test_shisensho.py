@@ -15,14 +15,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 import jaxgym
 from jaxgym import INVALID_ACTION, UNPARSEABLE, tile_images
 from jaxgym import shisensho as ss
+from tests.golden import assert_matches_golden
 
-GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
-UPDATE_GOLDEN = os.environ.get("JAXGYM_UPDATE_GOLDEN") == "1"
 DIRECTIONS = ((-1, 0), (0, 1), (1, 0), (0, -1))
 
 
@@ -493,32 +491,18 @@ def golden_board() -> np.ndarray:
     return board
 
 
-def assert_golden(image: np.ndarray, name: str) -> None:
-    """Compare ``image`` with ``tests/golden/{name}.png`` exactly; JAXGYM_UPDATE_GOLDEN=1
-    rewrites the file instead (then look at it before committing)."""
-    path = os.path.join(GOLDEN_DIR, f"{name}.png")
-    image = np.asarray(image)
-    if UPDATE_GOLDEN:
-        os.makedirs(GOLDEN_DIR, exist_ok=True)
-        Image.fromarray(image).save(path)
-    expected = np.asarray(Image.open(path).convert("RGB"))
-    assert expected.shape == image.shape
-    diff = np.argwhere((expected != image).any(-1))
-    assert len(diff) == 0, f"{len(diff)} pixels differ from {path}, first at {diff[:3].tolist()}"
-
-
 def test_golden_image_shapes():
     state = FN.from_board(golden_board()).replace(score=jnp.int32(7))
     image = FN.render(state)
     assert image.shape == (448, 448, 3) and image.dtype == jnp.uint8
-    assert_golden(image, "shisensho_6x6")
+    assert_matches_golden(image, "shisensho_6x6")
 
 
 def test_golden_image_images():
     board = np.repeat(np.arange(1, 10, dtype=np.int32), 4).reshape(6, 6)
     board[0, 1] = board[2, 4] = 0
     state = FN_IMAGES.from_board(board).replace(score=jnp.int32(12))
-    assert_golden(FN_IMAGES.render(state), "shisensho_images_6x6")
+    assert_matches_golden(FN_IMAGES.render(state), "shisensho_images_6x6")
 
 
 def test_render_shows_each_tile_in_its_cell():

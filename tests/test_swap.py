@@ -8,7 +8,6 @@ with the same random tiles and permutations as the env (``env.settle_draws``).
 
 from __future__ import annotations
 
-import os
 import time
 
 import chex
@@ -18,18 +17,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 import jaxgym
 from jaxgym import INVALID_ACTION, UNPARSEABLE
 from jaxgym import swap as swap_lib
+from tests.golden import assert_matches_golden
 
 G = 8
 ENV = jaxgym.make("swap")
 K = ENV.kinds
 A = ENV.num_actions
 BATCH = 1024
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "swap_8x8.png")
 
 # A board drawn once from the env's generator, kept literally so the golden image does not
 # depend on the PRNG implementation.
@@ -667,11 +665,7 @@ def test_golden_image():
     state = ENV.from_board(np.array(GOLDEN_BOARD)).replace(score=jnp.int32(36), step_count=jnp.int32(12))
     image = np.asarray(jax.jit(ENV.render)(state))
     assert image.shape == (448, 448, 3) and image.dtype == np.uint8
-    if os.environ.get("JAXGYM_UPDATE_GOLDEN") == "1":
-        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
-        Image.fromarray(image).save(GOLDEN)
-    golden = np.asarray(Image.open(GOLDEN).convert("RGB"))
-    np.testing.assert_array_equal(image, golden)
+    assert_matches_golden(image, "swap_8x8")
 
 
 def test_render_shows_the_board_and_the_status():
