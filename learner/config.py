@@ -203,10 +203,6 @@ class TrainConfig:
         need(self.preset in PRESETS, "preset", ", ".join(PRESETS))
         return self
 
-    @property
-    def rollouts_per_step(self) -> int:
-        return self.states_per_step * self.group_size
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -152,7 +152,6 @@ class TrainingEngine:
 
         self.rank, self.local_rank, self.world_size = init_distributed()
         self.zero_stage, self.precision = zero_stage, precision
-        self.grad_clip = grad_clip
         config = deepspeed_config(zero_stage=zero_stage, precision=precision, grad_clip=grad_clip,
                                   world_size=self.world_size)
         if gradient_checkpointing:

@@ -529,8 +529,3 @@ def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> s
             lines.append(f"{key.replace('_', ' ').capitalize()}: {summary[key]}")
     lines.append(f"Metrics: {Path(summary['run_dir']) / 'metrics.jsonl'}")
     return "\n".join(lines)
-
-
-def run(config: TrainConfig, **kwargs: Any) -> dict[str, Any]:
-    """Build a trainer for ``config`` and train; returns the summary."""
-    return GRPOTrainer(config, **kwargs).train()
