@@ -222,9 +222,13 @@ def settle_draws(key: PRNGKey, step: Array | int, size: int, kinds: int) -> tupl
     1e-6 per shuffle, keep their order). Public so that a reference implementation can replay
     a move with the same tiles. One draw of random bits feeds both (it compiles fast)."""
     bits = _step_bits(key, step, size)
-    refill = uniform_kinds(bits[: size * size], kinds).reshape(size, size)
     order = jnp.argsort(bits[size * size :], stable=True).astype(jnp.int32)
-    return refill, order
+    return _refill_tiles(bits, size, kinds), order
+
+
+def _refill_tiles(step_bits: Array, size: int, kinds: int) -> Array:
+    """The ``refill`` of ``settle_draws``, from the step's random bits (the first half)."""
+    return uniform_kinds(step_bits[: size * size], kinds).reshape(size, size)
 
 
 def permute_by_keys(board: Array, sort_keys: Array) -> Array:
@@ -320,7 +324,7 @@ def settle(board: Array, key: PRNGKey, kinds: int) -> tuple[Array, Array, Array,
 
     def wave(carry: Carry) -> Carry:
         board, points, waves, shuffles = carry
-        refill = uniform_kinds(_step_bits(key, waves + shuffles, size)[:n], kinds).reshape(size, size)
+        refill = _refill_tiles(_step_bits(key, waves + shuffles, size), size, kinds)
         board, gained = clear_wave(board, refill)
         return board, points + gained, waves + 1, shuffles
 
