@@ -135,7 +135,8 @@ class Compositor:
             bases.append(base + ids * stride)
         # Computed apart: fused into the gather (XLA:CPU does so for unbatched frames, and drops
         # an optimization_barrier), the tile-id arithmetic behind the slot bases (the digits of
-        # a score) runs once per copied segment: measured 350 -> 35 us per 448x448 frame.
+        # a score) runs once per copied segment: measured 335 -> 38 us per 448x448 2048 frame at
+        # batch 1 in a scan.
         segment_base = computed_apart(jnp.concatenate, bases)
         index = segment_base[jnp.asarray(self.slot_map)] + jnp.asarray(self.local)
         segments = jnp.asarray(self.atlas).at[index].get(mode="promise_in_bounds")
