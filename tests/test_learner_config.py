@@ -10,11 +10,7 @@ import yaml
 from learner import train
 from learner.config import PRESETS, TrainConfig, from_dict, parse_args
 from learner.models import load_policy
-
-try:
-    from learner_support import restore_torch_threads  # noqa: F401
-except ImportError:  # tests/ is a package: import it by its package name
-    from tests.learner_support import restore_torch_threads  # noqa: F401
+from tests.learner_support import restore_torch_threads  # noqa: F401 (an autouse fixture)
 
 
 def test_cli_forms_yaml_and_presets(tmp_path):

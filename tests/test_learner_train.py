@@ -11,11 +11,7 @@ import torch
 from learner import algorithms
 from learner.models import build_tiny_policy, checkpoint_name, load_policy
 from learner.trainer import GRPOTrainer
-
-try:
-    from learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
-except ImportError:  # tests/ is a package: import it by its package name
-    from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401
+from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401 (an autouse fixture)
 
 
 def _quiet(_: str) -> None:
