@@ -283,10 +283,13 @@ class GRPOTrainer:
         if self.rank == 0:
             self.metrics.write(self.step, metrics)
             if config.dump_every and self.step % config.dump_every == 0:
+                from bridges.scoring import unbatch
+
+                host_states = jax.device_get(states)
                 dump_rollouts(
                     self.run_dir / "rollouts" / f"step_{self.step:06d}",
                     images=boards, prompt=self.prompt_text,
-                    perception=[self.env.describe(jax.tree.map(lambda x, g=g: x[g], states))
+                    perception=[self.env.describe(unbatch(host_states, g))
                                 for g in range(min(config.dump_groups, self.local_states))],
                     responses=responses, scores=scores, advantages=advantages.numpy(), groups=config.dump_groups,
                 )

@@ -108,6 +108,8 @@ def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys)
     assert dump["prompt"].startswith("You are playing 2048")
     group = dump["groups"][0]
     assert (run_dir / "rollouts" / "step_000002" / group["image"]).is_file()
+    truth_rows = group["perception_truth"].split("\n")  # the board the group answered, as describe writes it
+    assert len(truth_rows) == 4 and all(row.count("|") == 3 for row in truth_rows)
     assert len(group["responses"]) == 2 and {"text", "action", "parsed", "overall"} <= set(group["responses"][0])
     assert (run_dir / "reward_curve.png").stat().st_size > 0
     assert (run_dir / "checkpoints" / "latest").read_text() == "step_000002"
