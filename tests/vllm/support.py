@@ -24,6 +24,18 @@ def require_vllm() -> None:
     pytest.importorskip("vllm", reason=f"vLLM is not installed in this venv; run the vLLM tests with: {VLLM_TESTS}")
 
 
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This environment for a child process that is its own single-process run: the repository
+    importable, without the launcher variables (``RANK``, ``MASTER_PORT``, ...) that this
+    process's vLLM engine set for itself (its port is taken)."""
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return {**env, **extra}
+
+
 def boards(game: str, count: int, *, seed: int = 0, **params: Any) -> tuple[str, np.ndarray]:
     """``count`` rendered training boards of ``game`` and its prompt: ``(prompt, (count, H, W, 3) uint8)``."""
     import jaxgym

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm.support import require_vllm
+from tests.vllm.support import require_vllm, subprocess_env
 
 require_vllm()
 
@@ -45,9 +45,7 @@ def vllm_server(model_dir: Path, log_path: Path, *, timeout: float = 420.0) -> I
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
                "--max-model-len", "2048", "--enforce-eager", "--limit-mm-per-prompt", '{"image": 1}', "--seed", "0"]
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1")
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
+    env = subprocess_env(VLLM_CPU_KVCACHE_SPACE="1")
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:

@@ -4,14 +4,13 @@ model): several steps with weight updates, a checkpoint, a resume through learne
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.vllm.support import require_vllm
+from tests.vllm.support import require_vllm, subprocess_env
 
 require_vllm()
 
@@ -28,10 +27,7 @@ def _train(script: str, run_dir: Path, *args: str) -> subprocess.CompletedProces
                '{"image_size": 56}', "--run_dir", str(run_dir), "--states_per_step", "2", "--group_size", "4",
                "--max_response_tokens", "6", "--lr", "1e-2", "--kl_coef", "0.01", "--dump_every", "0",
                "--export", "false", "--progress", "false", "--tensorboard", "false", *args]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):  # a fresh single process
-        env.pop(key, None)
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 
@@ -72,7 +68,7 @@ def test_missing_model_support_fails_before_training(tmp_path):
     result = subprocess.run(
         [sys.executable, "learner/train.py", "--rollout_engine", "vllm", "--model", "tiny-h64", "--run_dir",
          str(tmp_path / "run"), "--progress", "false", "--tensorboard", "false"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
     assert "error: model" in result.stderr and "head_dim=16" in result.stderr
