@@ -41,7 +41,7 @@ from learner import checkpoint as ckpt
 from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts
 from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
-from learner.models import TINY, load_policy
+from learner.models import TINY, TINY_PRESETS, load_policy
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
@@ -163,7 +163,7 @@ class GRPOTrainer:
         self._rollout_stale = False
         if config.resume:
             self.resume(config.resume)
-            self._rollout_stale = config.rollout_engine != "hf"  # it was built from the initial weights
+            self._rollout_stale = not self.rollout.shares_training_weights  # built from the initial weights
         self.metrics = None
         if self.rank == 0:
             # Created only now, so a start that fails leaves no empty run directory behind.
@@ -204,11 +204,17 @@ class GRPOTrainer:
     def _rollout_engine(self) -> Any:
         if self.config.rollout_engine == "hf":
             return HFRolloutEngine(self.engine.policy, self.processor, gather=self.engine.gathered)
-        if self.config.model == TINY:
-            raise ValueError("rollout_engine='vllm' needs a real checkpoint (--model); the tiny built-in model "
-                             "is for rollout_engine='hf'")
+        source = self.config.model
+        if source in TINY_PRESETS:  # vLLM loads from a directory: the built policy, exported once
+            source = str(self.run_dir / "rollout_model")
+            self.engine.export(source, self.processor)
+            if self.world_size > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
         return VLLMRolloutEngine(
-            self.config.model, self.processor, seed=self.config.seed + self.rank,
+            source, self.processor, seed=self.config.seed + self.rank,
+            dtype="bfloat16" if self.config.precision == "bf16" else "float32",
             gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
             max_model_len=self.config.max_prompt_tokens + self.config.max_response_tokens,
             max_pixels=self.config.vllm_max_pixels,
@@ -267,7 +273,7 @@ class GRPOTrainer:
             with timer("update"):
                 update_metrics = self._update(prompts, rollouts, use_stored_old=separate_old)
             # A rollout engine with its own copy of the weights (vLLM) needs the new ones.
-            self._rollout_stale = self.config.rollout_engine != "hf"
+            self._rollout_stale = not self.rollout.shares_training_weights
         self.step += 1
 
         lengths = np.array([len(t) for t in generation.token_ids])
