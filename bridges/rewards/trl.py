@@ -6,47 +6,44 @@
 
 TRL calls each as ``f(prompts=..., completions=..., completion_ids=..., **columns)``, the
 dataset's other columns as lists (``answer`` among them: the ground truth) plus
-``trainer_state``, ``log_extra`` and ``log_metric``. TRL sums the components with
-``reward_weights``: the game protocol's ``[w_game, w_format, w_perception]`` reproduce
-``GroupScores.overall``. The functions return the unweighted components.
+``trainer_state``, ``log_extra`` and ``log_metric``, and logs ``rewards/<name>/mean``. It sums
+the components with ``reward_weights``: the game protocol's ``[w_game, w_format,
+w_perception]`` reproduce ``GroupScores.overall``. The functions return the unweighted
+components. :func:`make_reward_funcs` builds them with ``GameProtocol`` overrides (e.g.
+``shaping="legal"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bridges.rewards.core import CachedScorer, weights
+from bridges.rewards.core import COMPONENTS, CachedScorer, weights
 
-_scores = CachedScorer()
-
-
-def _component(name: str, completions: Sequence[Any], answer: Sequence[str] | None) -> list[float]:
-    if answer is None:
-        raise ValueError("the dataset has no 'answer' column; build it with bridges.export.to_dataset")
-    return _scores(answer, completions)[name].tolist()
+RewardFunc = Callable[..., list[float]]
 
 
-def game_reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str] | None = None,
-                **columns: Any) -> list[float]:
-    """The shaped game reward of each completion's move (the ``game`` component)."""
-    return _component("game", completions, answer)
+def make_reward_funcs(**overrides: Any) -> list[RewardFunc]:
+    """``[game_reward, format_reward, perception_reward]`` scoring with ``GroupScorer(env,
+    **overrides)``; the three share one scored batch per call of TRL's."""
+    scores = CachedScorer()
+
+    def component(name: str) -> RewardFunc:
+        def reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str] | None = None,
+                   **columns: Any) -> list[float]:
+            if answer is None:
+                raise ValueError("the dataset has no 'answer' column; build it with bridges.export.to_dataset")
+            return scores(answer, completions, **overrides)[name].tolist()
+
+        reward.__name__ = reward.__qualname__ = f"{name}_reward"
+        reward.__doc__ = f"The {name!r} reward component of each completion (TRL reward function)."
+        return reward
+
+    return [component(name) for name in COMPONENTS]
 
 
-def format_reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str] | None = None,
-                  **columns: Any) -> list[float]:
-    """1 where the completion has the ``<perception>``, ``<think>`` and ``<answer>`` pairs."""
-    return _component("format", completions, answer)
-
-
-def perception_reward(prompts: Sequence[Any], completions: Sequence[Any], answer: Sequence[str] | None = None,
-                      **columns: Any) -> list[float]:
-    """1 where the completion's perception block equals the board's text."""
-    return _component("perception", completions, answer)
-
-
-REWARD_FUNCS = [game_reward, format_reward, perception_reward]
-"""TRL's ``reward_funcs``, in the order of :func:`reward_weights`."""
+REWARD_FUNCS = make_reward_funcs()
+"""TRL's ``reward_funcs`` with the game's protocol, in the order of :func:`reward_weights`."""
 
 
 def reward_weights(ground_truth: str, **overrides: Any) -> list[float]:
