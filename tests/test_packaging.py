@@ -13,7 +13,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_MODULES = {"jax", "jaxlib", "chex", "flax", "numpy", "PIL", "imageio", "tqdm"}
-OPTIONAL_OK = {"jaxgym/vector_env.py": {"gymnasium"}}
+OPTIONAL_OK = {"jaxgym/vector_env.py": {"gymnasium"}, "jaxgym/gym_env.py": {"gymnasium"}}
 
 
 def imported_top_modules(path: Path) -> set[str]:
