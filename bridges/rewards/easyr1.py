@@ -1,0 +1,27 @@
+"""EasyR1 batch reward function: ``worker.reward.reward_function=/path/to/bridges/rewards/easyr1.py:compute_score``
+with ``worker.reward.reward_type=batch``.
+
+EasyR1's ``BatchFunctionRewardManager`` calls ``compute_score(reward_inputs)`` with one
+``{"response", "response_length", "ground_truth"}`` dict per response (``ground_truth`` is the
+dataset's ``answer`` column) and keyword arguments from ``reward_function_kwargs``: here
+``GameProtocol`` overrides such as ``w_perception``. It puts ``overall`` on the last
+response token and logs every key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bridges.rewards.core import COMPONENTS, score_responses
+
+
+def compute_score(reward_inputs: Sequence[dict[str, Any]], **overrides: Any) -> list[dict[str, float]]:
+    """``[{"overall", "game", "format", "perception"}]``, one per input."""
+    if isinstance(reward_inputs, dict):
+        raise ValueError("compute_score takes a list of reward inputs (EasyR1's reward_type=batch); "
+                         "set worker.reward.reward_type=batch")
+    scores = score_responses([r["ground_truth"] for r in reward_inputs], [r["response"] for r in reward_inputs],
+                             **overrides)
+    names = ("overall", *COMPONENTS)
+    return [{name: float(scores[name][i]) for name in names} for i in range(len(reward_inputs))]
