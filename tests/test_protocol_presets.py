@@ -1,0 +1,34 @@
+"""bridges.protocol evaluation presets (--protocol paper / lmgame)."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+import jaxgym
+from bridges.protocol import eval_preset
+
+
+def test_lmgame_presets_are_lmgame_benchs_settings():
+    g2048 = eval_preset("lmgame", "2048")
+    assert (g2048.runs, g2048.steps, g2048.warmup) == (3, 1000, 0)
+    env = jaxgym.make("2048", **g2048.params)
+    assert env.size == 4
+    swap = eval_preset("lmgame", "swap-v0")
+    assert (swap.runs, swap.steps, swap.warmup) == (3, 50, 0)
+    env = jaxgym.make("swap", **swap.params, image_size=64)
+    assert (env.size, env.kinds, env.max_moves) == (8, 4, 50)  # 8x8, 4 candy colours, 50 moves
+    state = env.reset(jax.random.key(0))
+    assert int(state.board.max()) < 4
+    for _ in range(50):
+        state = env.step(state, 0, jax.random.key(1))
+    assert bool(state.truncated)
+
+
+def test_paper_preset_and_errors():
+    paper = eval_preset("paper", "shisensho")
+    assert (paper.runs, paper.steps, paper.warmup, paper.params) == (10, 100, None, {})
+    with pytest.raises(ValueError, match="protocol='atari' is unknown"):
+        eval_preset("atari", "2048")
+    with pytest.raises(ValueError, match="no setting for game 'shisensho'"):
+        eval_preset("lmgame", "shisensho")
