@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,7 @@ def test_core_dependencies_are_declared():
     assert {"jax", "jaxlib", "chex", "flax", "numpy", "pillow", "imageio", "tqdm"} <= declared
 
 
+@pytest.mark.slow
 def test_importing_jaxgym_and_renderers_loads_no_torch():
     code = (
         "import sys, jaxgym, renderers.game2048, jax; "
