@@ -32,3 +32,18 @@ def test_paper_preset_and_errors():
         eval_preset("atari", "2048")
     with pytest.raises(ValueError, match="no setting for game 'shisensho'"):
         eval_preset("lmgame", "shisensho")
+
+
+def test_evaluate_cli_protocol_flag_fills_defaults_and_flags_override():
+    from learner.evaluate import game_params, parse_args
+
+    args = parse_args(["--game", "swap", "--policy", "random", "--protocol", "lmgame"])
+    assert (args.runs, args.steps, args.warmup) == (3, 50, 0)
+    assert game_params(args) == {"size": 8, "colors": 4, "shapes": 1, "max_moves": 50}
+    args = parse_args(["--game", "2048", "--policy", "random", "--protocol", "lmgame", "--runs", "2",
+                       "--image-size", "64"])
+    assert (args.runs, args.steps) == (2, 1000) and game_params(args) == {"size": 4, "image_size": 64}
+    paper = parse_args(["--game", "shisensho", "--policy", "random"])
+    assert (paper.runs, paper.steps, paper.warmup) == (10, 100, None) and game_params(paper) == {}
+    with pytest.raises(SystemExit):
+        parse_args(["--game", "shisensho", "--policy", "random", "--protocol", "lmgame"])
