@@ -37,15 +37,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def single_process_env() -> None:
+    """Without a launcher (no ``RANK`` in the environment), describe a single process: rank 0
+    of 1 on a free local port, as ``torch.distributed``'s ``env://`` (and vLLM's
+    ``external_launcher``) read it."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+
+
 def init_distributed() -> tuple[int, int, int]:
     """Initialise torch.distributed through DeepSpeed if it is not yet; returns
     ``(rank, local_rank, world_size)``. Without a launcher this is a single process over
     gloo on a free local port."""
     import torch.distributed as dist
 
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(_free_port()))
+    single_process_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         import deepspeed

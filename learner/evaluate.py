@@ -44,6 +44,7 @@ from bridges.evaluation import (  # noqa: E402
     write_json,
 )
 from bridges.policies import PolicyError, make_policy  # noqa: E402
+from bridges.protocol import EVAL_PROTOCOLS, eval_preset  # noqa: E402
 
 EXIT_UNUSABLE = 3
 
@@ -81,8 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--policy", required=True,
         help="random | legal-random | greedy | openai:<base_url> | hf:<checkpoint dir> | module:function",
     )
-    parser.add_argument("--runs", type=_at_least(1), default=10, help="parallel runs (the paper: 10)")
-    parser.add_argument("--steps", type=_at_least(1), default=100, help="steps per run (the paper: 100)")
+    parser.add_argument("--protocol", choices=sorted(EVAL_PROTOCOLS), default="paper",
+                        help="preset runs, steps, warm-up and game parameters (bridges.protocol.EVAL_PROTOCOLS); "
+                             "explicit flags override it")
+    parser.add_argument("--runs", type=_at_least(1), default=None,
+                        help="parallel runs (default: the protocol's; paper: 10)")
+    parser.add_argument("--steps", type=_at_least(1), default=None,
+                        help="steps per run (default: the protocol's; paper: 100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=_at_least(0), default=None,
                         help="random warm-up actions (default: the game's)")
@@ -112,11 +118,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video", choices=("auto", "mp4", "gif", "none"), default="auto")
     parser.add_argument("--fps", type=float, default=2.0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        preset = eval_preset(args.protocol, args.game)
+    except ValueError as error:
+        parser.error(str(error))
+    args.runs = preset.runs if args.runs is None else args.runs
+    args.steps = preset.steps if args.steps is None else args.steps
+    args.warmup = preset.warmup if args.warmup is None else args.warmup
+    args.preset_params = preset.params
+    return args
 
 
 def game_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = dict(getattr(args, "preset_params", {}))
     if args.size is not None:
         params["size"] = args.size
     if args.image_size is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,25 +72,98 @@ dog frog horse ship truck score remaining goal points merge swap match connect p
 0 1 2 3 4 5 6 7 8 9 10 11 12 16 32 64 128 256 512 1024 2048 4096 (0, 0) (1, 2) (3, 4) (5, 5)
 """
 
-TINY_TEXT = dict(
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
+# Every 2048 tile value, as a perception cell writes it: each must be one token, so that
+# reading a board is one decision per cell (the BPE only merges what it sees often).
+_BOARD_NUMBERS = tuple(str(2**e) for e in range(1, 18))
+_TILE_WORDS = ("Red Green Blue Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown "
+               "Steel blue Pink circle square triangle diamond cross star airplane automobile bird cat deer "
+               "dog frog horse ship truck")
+_BOARD_CORPUS = "\n".join(
+    [" | ".join(f" {n} " for n in _BOARD_NUMBERS) + " | - "] * 24
+    + [" | ".join(f" {w} " for w in _TILE_WORDS.split())] * 8
 )
-TINY_VISION = dict(
-    depth=2,
-    hidden_size=32,
-    intermediate_size=64,
-    num_heads=2,
-    out_hidden_size=64,
-    window_size=112,
-    fullatt_block_indexes=[1],
-)
-# mrope splits head_dim/2 = 8 rotary frequencies over (time, height, width).
-TINY_MROPE_SECTION = [2, 3, 3]
+
+# vLLM's paged attention only has kernels for these head sizes.
+VLLM_HEAD_DIMS = (32, 64, 80, 96, 112, 120, 128, 160, 192, 224, 256)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """The shape of a tiny random-weight Qwen2.5-VL (:func:`build_tiny_policy`).
+
+    Attributes:
+        hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads: the text decoder.
+            ``head_dim = hidden_size / num_heads``.
+        mrope_section: how the ``head_dim / 2`` rotary frequencies split over (time, height,
+            width); must sum to ``head_dim / 2``.
+        vision_depth, vision_hidden_size, vision_intermediate_size, vision_heads: the vision
+            tower (its output is projected to ``hidden_size``).
+        vocab_size: size of the byte-level BPE vocabulary (>= 263); every 2048 tile value is
+            one token at the default size.
+        image_size: the board side in pixels the model is meant to see (a multiple of 28, so
+            the processor never resizes; 28 px per cell puts one merged image token on each
+            cell of a 4x4 board at 112 px, 6x6 at 168 px). Used by the cold start and the
+            benchmark when they render boards; the processor itself accepts any size.
+        vllm: require a shape vLLM can serve (head_dim in :data:`VLLM_HEAD_DIMS`).
+    """
+
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    mrope_section: tuple[int, int, int] = (4, 6, 6)
+    vision_depth: int = 2
+    vision_hidden_size: int = 64
+    vision_intermediate_size: int = 128
+    vision_heads: int = 2
+    vocab_size: int = 640
+    image_size: int = 112
+    vllm: bool = True
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def validate(self) -> TinyConfig:
+        """Raise ``ValueError`` naming the first shape transformers (or vLLM) would reject."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"tiny model shape: {message}")
+
+        for name in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "vision_depth",
+                     "vision_hidden_size", "vision_intermediate_size", "vision_heads", "image_size"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                 f"{name}={getattr(self, name)!r} must be an int >= 1")
+        need(self.hidden_size % self.num_heads == 0,
+             f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}")
+        need(self.num_heads % self.num_kv_heads == 0,
+             f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
+        need(self.head_dim % 2 == 0, f"head_dim={self.head_dim} (hidden_size / num_heads) must be even")
+        need(len(self.mrope_section) == 3 and sum(self.mrope_section) == self.head_dim // 2,
+             f"mrope_section={list(self.mrope_section)} must be 3 numbers summing to head_dim/2={self.head_dim // 2}")
+        vision_head_dim = self.vision_hidden_size // self.vision_heads
+        need(self.vision_hidden_size % self.vision_heads == 0 and vision_head_dim % 4 == 0,
+             f"vision_hidden_size={self.vision_hidden_size} / vision_heads={self.vision_heads} must be a multiple of 4 "
+             f"(the vision rotary embedding splits it in quarters)")
+        need(self.vocab_size >= 256 + len(SPECIAL_TOKENS), f"vocab_size={self.vocab_size} must be >= "
+             f"{256 + len(SPECIAL_TOKENS)} (256 bytes and the special tokens)")
+        need(self.image_size % 28 == 0, f"image_size={self.image_size} must be a multiple of 28 (patch 14 x merge 2)")
+        need(not self.vllm or self.head_dim in VLLM_HEAD_DIMS,
+             f"head_dim={self.head_dim} (hidden_size {self.hidden_size} / num_heads {self.num_heads}) is not one vLLM "
+             f"serves ({', '.join(map(str, VLLM_HEAD_DIMS))}); change the sizes, or set vllm=False for an "
+             f"HF-only model")
+        return self
+
+
+TINY_PRESETS: dict[str, TinyConfig] = {
+    # The default: vLLM can serve it (head_dim 32), and it learns to read a 4x4 board on a CPU.
+    TINY: TinyConfig(),
+    # The original, smaller shape (head_dim 16: transformers only, no vLLM); ~4x fewer FLOPs.
+    "tiny-h64": TinyConfig(hidden_size=64, intermediate_size=128, mrope_section=(2, 3, 3), vision_hidden_size=32,
+                           vision_intermediate_size=64, vllm=False),
+}
+"""``--model`` values that build a tiny random-weight Qwen2.5-VL, and their shapes."""
 
 VL_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
 """``config.model_type`` values the learner supports: the Qwen2-VL family."""
@@ -102,10 +176,12 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
+def build_tiny_tokenizer(vocab_size: int = TinyConfig.vocab_size) -> Any:
     """A byte-level BPE tokenizer with the Qwen special tokens, trained on an embedded corpus.
 
-    Deterministic: the same ``vocab_size`` gives the same vocabulary and merges.
+    Deterministic: the same ``vocab_size`` gives the same vocabulary and merges. At the
+    default size every 2048 tile value (2 .. 131072, with its leading space) and every tile
+    word of the games' perception texts is one token.
 
     >>> tok = build_tiny_tokenizer()
     >>> tok.convert_ids_to_tokens(tok("<|im_start|>user")["input_ids"])[:1]
@@ -127,7 +203,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_TINY_CORPUS.splitlines(), trainer)
+    bpe.train_from_iterator(_BOARD_CORPUS.splitlines() + _TINY_CORPUS.splitlines(), trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
@@ -173,23 +249,50 @@ def make_processor(tokenizer: Any, image_processor: Any, chat_template: str | No
     )
 
 
-def tiny_config(tokenizer: Any) -> Any:
-    """The config of the built-in tiny Qwen2.5-VL for ``tokenizer`` (hidden 64, 2 layers,
-    4 heads; vision depth 2, hidden 32; about 0.2 M parameters)."""
+def tiny_preset(spec: str) -> TinyConfig:
+    """The :class:`TinyConfig` of a ``--model`` value in :data:`TINY_PRESETS`.
+
+    >>> tiny_preset("tiny").head_dim
+    32
+    """
+    if spec not in TINY_PRESETS:
+        raise ValueError(f"model={spec!r} is not a tiny preset; allowed: {', '.join(TINY_PRESETS)}")
+    return TINY_PRESETS[spec]
+
+
+def tiny_config(tokenizer: Any, shape: TinyConfig | None = None) -> Any:
+    """The ``Qwen2_5_VLConfig`` of a tiny Qwen2.5-VL of ``shape`` (default :class:`TinyConfig`:
+    text hidden 128, 2 layers, 4 heads, 2 KV heads, head_dim 32; vision depth 2, hidden 64;
+    about 0.7 M parameters) for ``tokenizer``."""
     from transformers import Qwen2_5_VLConfig
 
+    shape = (shape or TinyConfig()).validate()
     ids = tokenizer.convert_tokens_to_ids
     text = dict(
-        TINY_TEXT,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        max_position_embeddings=32768,
         vocab_size=len(tokenizer),
-        rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=list(TINY_MROPE_SECTION)),
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=list(shape.mrope_section)),
         bos_token_id=ids("<|endoftext|>"),
         eos_token_id=ids("<|im_end|>"),
         pad_token_id=ids("<|endoftext|>"),
     )
+    vision = dict(
+        depth=shape.vision_depth,
+        hidden_size=shape.vision_hidden_size,
+        intermediate_size=shape.vision_intermediate_size,
+        num_heads=shape.vision_heads,
+        out_hidden_size=shape.hidden_size,
+        window_size=112,
+        fullatt_block_indexes=[shape.vision_depth - 1],
+    )
     return Qwen2_5_VLConfig(
         text_config=text,
-        vision_config=dict(TINY_VISION),
+        vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -197,16 +300,21 @@ def tiny_config(tokenizer: Any) -> Any:
     )
 
 
-def build_tiny_policy(seed: int = 0, dtype: Any = None) -> tuple[Any, Any]:
-    """The built-in tiny random-weight Qwen2.5-VL and its processor. Weights depend only on
-    ``seed`` (the global torch RNG is left as it was)."""
+def build_tiny_policy(seed: int = 0, dtype: Any = None, shape: TinyConfig | str | None = None) -> tuple[Any, Any]:
+    """A tiny random-weight Qwen2.5-VL and its processor. ``shape``: a :class:`TinyConfig`,
+    a name in :data:`TINY_PRESETS`, or ``None`` (the default ``"tiny"``). Weights depend only
+    on ``seed`` and the shape (the global torch RNG is left as it was).
+
+    Raises ``ValueError`` naming the offending size for a shape transformers or vLLM rejects."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
+    shape = tiny_preset(shape) if isinstance(shape, str) else (shape or TinyConfig())
+    shape.validate()
     _quiet_transformers()
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(shape.vocab_size)
     processor = make_processor(tokenizer, build_image_processor())
-    config = tiny_config(tokenizer)
+    config = tiny_config(tokenizer, shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
@@ -289,7 +397,8 @@ def load_processor(source: str) -> Any:
 
 
 def load_policy(spec: str | None = TINY, *, dtype: Any = None, seed: int = 0, **model_kwargs: Any) -> tuple[Any, Any]:
-    """``(model, processor)`` for ``spec``: ``"tiny"``/``None``, a local directory or a hub id.
+    """``(model, processor)`` for ``spec``: ``"tiny"``/``None`` or another name in
+    :data:`TINY_PRESETS` (a random-weight tiny model), a local directory or a hub id.
 
     ``dtype``: ``None`` (the checkpoint's, fp32 for tiny), ``"bf16"``, ``"fp32"`` or a torch
     dtype. ``seed`` only affects the tiny model's random weights. Extra keyword arguments go
@@ -298,8 +407,8 @@ def load_policy(spec: str | None = TINY, *, dtype: Any = None, seed: int = 0, **
     Raises ``ValueError`` naming ``spec`` for a missing path, a directory that is not a model,
     or a model without a vision tower.
     """
-    if spec is None or spec == TINY:
-        return build_tiny_policy(seed=seed, dtype=dtype)
+    if spec is None or spec in TINY_PRESETS:
+        return build_tiny_policy(seed=seed, dtype=dtype, shape=spec or TINY)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"model must be {TINY!r}, a local directory or a hub id, got {spec!r}")
     from transformers import AutoConfig, AutoModelForImageTextToText

@@ -38,15 +38,17 @@ import torch
 
 from learner import algorithms
 from learner import checkpoint as ckpt
-from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts
+from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts, format_token_budget
 from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
-from learner.models import TINY, load_policy
+from learner.measures import paper_measures
+from learner.models import TINY, TINY_PRESETS, load_policy
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
 CHECKPOINTS = ckpt.CHECKPOINTS
 REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
+EVAL_SEED_OFFSET = 7_777_777  # held-out evaluation states come from a sampler seeded far from training's
 SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
 
 
@@ -153,6 +155,9 @@ class GRPOTrainer:
             chunk_tokens=config.logprob_chunk_tokens,
             reference=reference,
         )
+        if config.max_response_tokens == 0:  # what the game's perception + reasoning + answer format needs
+            config = self.config = dataclasses.replace(
+                config, max_response_tokens=format_token_budget(self.env, self.processor.tokenizer))
         self.pad_token_id = self.processor.tokenizer.pad_token_id
         self.prompt_text = self.env.prompt()
         self.chat_text = chat_prompt(self.processor, self.prompt_text)
@@ -163,7 +168,7 @@ class GRPOTrainer:
         self._rollout_stale = False
         if config.resume:
             self.resume(config.resume)
-            self._rollout_stale = config.rollout_engine != "hf"  # it was built from the initial weights
+            self._rollout_stale = not self.rollout.shares_training_weights  # built from the initial weights
         self.metrics = None
         if self.rank == 0:
             # Created only now, so a start that fails leaves no empty run directory behind.
@@ -204,11 +209,17 @@ class GRPOTrainer:
     def _rollout_engine(self) -> Any:
         if self.config.rollout_engine == "hf":
             return HFRolloutEngine(self.engine.policy, self.processor, gather=self.engine.gathered)
-        if self.config.model == TINY:
-            raise ValueError("rollout_engine='vllm' needs a real checkpoint (--model); the tiny built-in model "
-                             "is for rollout_engine='hf'")
+        source = self.config.model
+        if source in TINY_PRESETS:  # vLLM loads from a directory: the built policy, exported once
+            source = str(self.run_dir / "rollout_model")
+            self.engine.export(source, self.processor)
+            if self.world_size > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
         return VLLMRolloutEngine(
-            self.config.model, self.processor, seed=self.config.seed + self.rank,
+            source, self.processor, seed=self.config.seed + self.rank,
+            dtype="bfloat16" if self.config.precision == "bf16" else "float32",
             gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
             max_model_len=self.config.max_prompt_tokens + self.config.max_response_tokens,
             max_pixels=self.config.vllm_max_pixels,
@@ -267,13 +278,14 @@ class GRPOTrainer:
             with timer("update"):
                 update_metrics = self._update(prompts, rollouts, use_stored_old=separate_old)
             # A rollout engine with its own copy of the weights (vLLM) needs the new ones.
-            self._rollout_stale = self.config.rollout_engine != "hf"
+            self._rollout_stale = not self.rollout.shares_training_weights
         self.step += 1
 
         lengths = np.array([len(t) for t in generation.token_ids])
         metrics: dict[str, Any] = {}
         for key in REWARD_KEYS:
             metrics[f"reward/{key}"] = float(np.mean(getattr(scores, key)))
+        metrics.update(self._measures(states, responses, scores))
         metrics.update({
             "parsed_fraction": float(np.mean(scores.parsed)),
             "response_length/mean": float(lengths.mean()),
@@ -285,6 +297,9 @@ class GRPOTrainer:
             **update_metrics,
         })
         metrics = self._reduce_metrics(metrics)
+        if self._evaluation_due():
+            with timer("eval"):
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
         metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
         metrics["seconds/step"] = time.perf_counter() - step_start
         if self.rank == 0:
@@ -303,6 +318,62 @@ class GRPOTrainer:
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
             self.save()
         return metrics
+
+    def _measures(self, states: Any, responses: list[list[str]], scores: Any) -> dict[str, float]:
+        """The paper's measures of a step's rollouts: P_acc, R_acc = P(raw reward > 0 |
+        perception exact), cell accuracy, legal and positive-reward fractions."""
+        import jax
+
+        from bridges.scoring import unbatch
+
+        host = jax.device_get(states)
+        truths = [self.env.describe(unbatch(host, b)) for b in range(len(responses))]
+        measured = paper_measures(scores, responses, truths)
+        return {"P_acc": measured["P_acc"], "R_acc": measured["R_acc"], "cell_accuracy": measured["cell_accuracy"],
+                "legal_fraction": measured["legal"], "positive_fraction": measured["positive"]}
+
+    def _evaluation_due(self) -> bool:
+        every = self.config.eval_every
+        return bool(every) and (self.step % every == 0 or self.step == self.config.steps)
+
+    def held_out(self) -> tuple[Any, np.ndarray]:
+        """The evaluation states and boards: ``eval_states`` states drawn once by a sampler
+        seeded apart from training's (the same for every run of a seed, resumed or not)."""
+        if getattr(self, "_held_out", None) is None:
+            from bridges.sampler import StateSampler
+            from bridges.torch_io import images_to_numpy
+
+            config = self.config
+            sampler = StateSampler(self.env, depth=None if config.sample_depth < 0 else config.sample_depth,
+                                   mode=config.sample_mode, seed=config.seed + EVAL_SEED_OFFSET)
+            states, images = sampler.sample(config.eval_states)
+            self._held_out = (states, images_to_numpy(images))
+        return self._held_out
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy responses on the held-out states through the rollout engine; the paper's
+        measures (``learner.measures``) of them: P_acc, R_acc, cell_accuracy, format, legal,
+        game (the shaped game reward), positive."""
+        import jax
+
+        states, boards = self.held_out()
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=self.config.max_response_tokens)
+        texts: list[str] = []
+        self.rollout.wake_up()
+        if self._rollout_stale:
+            self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
+            self._rollout_stale = False
+        for rows in _chunks(list(range(len(boards))), self.config.logprob_micro_batch_size):
+            generation = self.rollout.generate([self.prompt_text] * len(rows), boards[rows], 1, greedy)
+            texts.extend(generation.texts)
+        self.rollout.sleep()
+        responses = [[t] for t in texts]
+        scores = self.scorer.score(states, responses, jax.random.key(self.config.seed + EVAL_SEED_OFFSET))
+        host = jax.device_get(states)
+        from bridges.scoring import unbatch
+
+        truths = [self.env.describe(unbatch(host, b)) for b in range(len(texts))]
+        return paper_measures(scores, responses, truths)
 
     def _balance_ranks(self, rollouts: list[Rollout], generation: Any) -> list[Rollout]:
         """Pad this rank's rollouts with zero-weight copies up to the largest count on any rank,
@@ -486,6 +557,15 @@ class GRPOTrainer:
 
     # -- the run -------------------------------------------------------------------------------
 
+    PROGRESS_NAME = "GRPO"
+    CURVE_KEYS = ("reward/overall", "reward/game", "reward/format", "reward/perception", "P_acc", "eval/game")
+    """What ``reward_curve.png`` plots (keys of metrics.jsonl)."""
+
+    def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        """The progress bar's summary of a step."""
+        return {"reward": f"{metrics['reward/overall']:.3f}", "game": f"{metrics['reward/game']:.3f}",
+                "len": f"{metrics['response_length/mean']:.0f}"}
+
     def train(self) -> dict[str, Any]:
         """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
         from tqdm import tqdm
@@ -496,13 +576,15 @@ class GRPOTrainer:
                   f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
         start = time.perf_counter()
         first_step = self.step
-        bar = tqdm(total=config.steps, initial=self.step, desc="GRPO", unit="step",
+        self.echo(f"Curves: {self.run_dir / 'metrics.jsonl'} (every step), {self.run_dir / 'reward_curve.png'} (at "
+                  f"the end).")
+        bar = tqdm(total=config.steps, initial=self.step, desc=self.PROGRESS_NAME, unit="step",
                    disable=not config.progress or self.rank != 0, dynamic_ncols=True)
         history: list[dict[str, Any]] = []
         while self.step < config.steps:
             metrics = self.train_step()
             history.append(metrics)
-            bar.set_postfix(reward=f"{metrics['reward/overall']:.3f}", len=f"{metrics['response_length/mean']:.0f}")
+            bar.set_postfix(self._postfix(metrics))
             bar.update(1)
         bar.close()
         checkpoint = self.save() if self.step > first_step else None
@@ -514,11 +596,18 @@ class GRPOTrainer:
         if self.rank == 0:
             self.metrics.close()
             all_metrics = read_metrics(self.run_dir / "metrics.jsonl")
-            curve = plot_reward_curve(all_metrics, self.run_dir / "reward_curve.png")
-            rewards = [m["reward/overall"] for m in all_metrics]
+            curve = plot_reward_curve(all_metrics, self.run_dir / "reward_curve.png", keys=self.CURVE_KEYS)
+            rewards = [m["reward/overall"] for m in all_metrics if "reward/overall" in m]
+            game = [m["reward/game"] for m in all_metrics if "reward/game" in m]
+            window = max(1, len(game) // 5)  # a fifth of the run: single steps are noisy
+            evaluations = [{k: v for k, v in m.items() if k.startswith("eval/")} for m in all_metrics]
+            evaluations = [e for e in evaluations if e]
             summary.update({
                 "reward_first": rewards[0] if rewards else math.nan,
                 "reward_last": rewards[-1] if rewards else math.nan,
+                "game_first_fifth": float(np.mean(game[:window])) if game else math.nan,
+                "game_last_fifth": float(np.mean(game[-window:])) if game else math.nan,
+                "last_eval": evaluations[-1] if evaluations else None,
                 "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
                 "export": str(export.resolve()) if export else None,
                 "reward_curve": str(curve.resolve()) if curve else None,
@@ -540,8 +629,14 @@ def _key_data(key: Any) -> np.ndarray:
 
 def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:
     lines = [f"Done: {_plural(summary['steps'], 'step')} in {summary['seconds']:.1f} s."]
-    if history:
+    if history and math.isfinite(summary.get("reward_first", math.nan)):
         lines.append(f"Mean overall reward: first {summary['reward_first']:.3f}, last {summary['reward_last']:.3f}.")
+        lines.append(f"Mean game reward: first fifth of the steps {summary['game_first_fifth']:.3f}, last fifth "
+                     f"{summary['game_last_fifth']:.3f}.")
+    if history and summary.get("last_eval"):
+        lines.append("Last evaluation (greedy, held-out states): " + ", ".join(
+            f"{k.removeprefix('eval/')} {v:.3f}" for k, v in summary["last_eval"].items()
+            if isinstance(v, (int, float))))
         seconds = np.mean([m["seconds/step"] for m in history])
         lines.append(f"Seconds per step: {seconds:.2f}.")
     for key in ("checkpoint", "export", "reward_curve"):

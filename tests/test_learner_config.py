@@ -31,7 +31,7 @@ def test_cli_forms_yaml_and_presets(tmp_path):
         128, 5, 1e-6, 0.2, 0.2, "k3")
     assert (g1.max_prompt_tokens, g1.max_response_tokens, g1.precision, g1.gradient_checkpointing) == (
         1024, 8192, "bf16", True)
-    assert set(PRESETS) == {"default", "g1"}
+    assert set(PRESETS) == {"default", "g1", "cold-start"}
     default = parse_args([])
     assert default.model == "tiny" and default.game == "2048" and default.zero_stage == 0
 
@@ -72,6 +72,7 @@ def test_bad_values_are_named():
     assert TrainConfig().validate() == TrainConfig()
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     missing = str(tmp_path / "no" / "model")
     assert train.main(["--model", missing, "--run_dir", str(tmp_path / "run"), "--game", "2048"]) == 2
@@ -85,6 +86,7 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert "--kl_coef" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = train.main([

@@ -95,3 +95,45 @@ def test_model_without_vision_tower_is_a_clear_error(tmp_path):
     assert "text-only" in str(info.value) and "'qwen2'" in str(info.value)
     with pytest.raises(ValueError, match="no vision tower"):
         models.vision_tower(text_only)
+
+
+def test_tiny_presets_build_their_shapes_and_the_default_is_one_vllm_serves():
+    default = models.tiny_preset(models.TINY)
+    assert default.vllm and default.head_dim in models.VLLM_HEAD_DIMS
+    model, _ = models.build_tiny_policy()
+    text, vision = model.config.text_config, model.config.vision_config
+    assert (text.hidden_size, text.num_attention_heads, text.num_key_value_heads) == (128, 4, 2)
+    assert text.rope_parameters["mrope_section"] == [4, 6, 6] and vision.hidden_size == 64
+    small, _ = models.load_policy("tiny-h64")
+    assert small.config.text_config.hidden_size == 64
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        (dict(hidden_size=64, mrope_section=(2, 3, 3)), "head_dim=16 .* vLLM"),
+        (dict(num_heads=3), "hidden_size=128 must be a multiple of num_heads=3"),
+        (dict(num_kv_heads=3), "num_heads=4 must be a multiple of num_kv_heads=3"),
+        (dict(mrope_section=(4, 4, 4)), r"mrope_section=\[4, 4, 4\] .* head_dim/2=16"),
+        (dict(vision_hidden_size=60), "vision_hidden_size=60"),
+        (dict(image_size=100), "image_size=100 must be a multiple of 28"),
+        (dict(vocab_size=100), "vocab_size=100"),
+    ],
+)
+def test_tiny_shapes_that_transformers_or_vllm_reject_are_clear_errors(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        models.build_tiny_policy(shape=models.TinyConfig(**sizes))
+    # Without the vLLM requirement, head_dim 16 is a valid transformers model.
+    models.TinyConfig(hidden_size=64, mrope_section=(2, 3, 3), vllm=False).validate()
+    with pytest.raises(ValueError, match="not a tiny preset"):
+        models.tiny_preset("tiny-huge")
+
+
+def test_every_board_number_and_tile_word_is_one_token():
+    tokenizer = models.build_tiny_tokenizer()
+    for exponent in range(1, 18):
+        row = f" {2**exponent} | - "
+        assert tokenizer.tokenize(row)[0] == f"Ġ{2**exponent}", row
+    for word in ("Red", "circle", "Dark", "green", "Steel", "star", "airplane"):
+        assert len(tokenizer.tokenize(f" {word}")) == 1, word
