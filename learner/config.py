@@ -392,7 +392,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 RESUME_SAFE_KEYS = ("steps", "run_dir", "resume", "dump_every", "dump_groups", "save_every", "keep_checkpoints",
-                    "export", "tensorboard", "progress", "torch_threads")
+                    "eval_every", "export", "tensorboard", "progress", "torch_threads")
 """The keys a resumed run may set differently from the run it continues: how long it runs and
 what it logs and keeps. Everything else shapes the training itself (the game, the model, the
 optimizer, the batch) and must stay what the checkpoint was trained with."""

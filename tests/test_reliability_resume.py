@@ -79,9 +79,12 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path):
     from learner.trainer import GRPOTrainer
     from tests.learner_support import small_config
 
+    source = tmp_path / "source"
+    (source / "checkpoints" / "step_000001").mkdir(parents=True)  # a checkpoint that never completed
+    (source / "config.yaml").write_text(yaml.safe_dump(small_config(str(source)).to_dict()))
     run_dir = tmp_path / "run"
-    with pytest.raises(ValueError, match="vllm"):  # found after the model is built
-        GRPOTrainer(small_config(str(run_dir), rollout_engine="vllm"), echo=lambda _: None)
+    with pytest.raises(ckpt.CheckpointError, match="none is complete"):  # found after the model is built
+        GRPOTrainer(small_config(str(run_dir), resume=str(source)), echo=lambda _: None)
     assert not run_dir.exists()
 
 
