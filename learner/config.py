@@ -332,10 +332,14 @@ def coerce(key: str, value: Any) -> Any:
                 raise ValueError(f"{key}={value!r} is not a JSON object ({error})") from error
         elif hint in (int, float):
             try:
-                value = hint(float(text)) if hint is int and "e" in text.lower() else hint(text)
-            except ValueError as error:
-                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from error
-            return value
+                number = hint(text) if hint is float or "e" not in text.lower() else float(text)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from None
+            if hint is int and isinstance(number, float):  # 1e3 is an int, 1.5e0 is not
+                if not number.is_integer():
+                    raise ValueError(f"{key}={value!r} is not a whole number; {key} needs an int")
+                number = int(number)
+            return number
         else:
             return text
     if value is None:
@@ -388,7 +392,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 RESUME_SAFE_KEYS = ("steps", "run_dir", "resume", "dump_every", "dump_groups", "save_every", "keep_checkpoints",
-                    "export", "tensorboard", "progress", "torch_threads")
+                    "eval_every", "export", "tensorboard", "progress", "torch_threads")
 """The keys a resumed run may set differently from the run it continues: how long it runs and
 what it logs and keeps. Everything else shapes the training itself (the game, the model, the
 optimizer, the batch) and must stay what the checkpoint was trained with."""
