@@ -5,8 +5,9 @@ The interface (:class:`RolloutEngine`) is what the trainer needs from any engine
 - ``generate(prompts, images, n, sampling) -> Generation``: responses ``i*n .. i*n+n-1``
   belong to prompt ``i``; token ids end with the stop token when the model stopped;
   ``logprobs`` are the engine's own log-probs of the sampled tokens under the policy at
-  ``sampling.temperature`` (before top-p/top-k truncation), which the trainer compares
-  with its recomputed ones as a health check.
+  ``sampling.temperature``, which the trainer compares with its recomputed ones as a
+  health check (the HF engine's are before top-p/top-k truncation and the vision-token ban;
+  vLLM's are of the distribution it samples from, after both).
 - ``sync_weights(named_tensors)``: load new policy weights, named as in a saved
   checkpoint (``model.layers.*``, ``visual.*``, ``lm_head.*``; see
   ``learner.models.checkpoint_name``), streamed one tensor at a time.
@@ -477,8 +478,14 @@ class VLLMRolloutEngine:
         linear weights at load time, so a bare ``load_weights`` would change the parameters
         but not what the layers compute); then every cache derived from the old weights is
         dropped: the prefix cache, the multimodal cache, and the scheduler's view of the
-        encoder cache (else a cached image's embedding is believed present and missing)."""
-        self._model_runner().reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
+        encoder cache (else a cached image's embedding is believed present and missing).
+
+        Each tensor is copied as it arrives: vLLM buffers a layer's tensors until the layer has
+        all of them (its fused q/k/v and gate/up projections), and a ZeRO-3 gathered parameter
+        is released, its memory reused, once the next one is requested. So at most about one
+        layer is held twice."""
+        weights = ((name, tensor.detach().clone()) for name, tensor in named_tensors)
+        self._model_runner().reload_weights(weights_iterator=weights, is_checkpoint_format=True)
         self.llm.reset_prefix_cache()
         self.llm.reset_mm_cache()
         self.llm.llm_engine.reset_encoder_cache()
