@@ -35,8 +35,9 @@ class TrainConfig:
     """A registered jaxgym game, bare name or versioned id."""
     game_params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
-    model: str = "tiny"
-    """'tiny' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
+    model: str = "cold-start"
+    """'cold-start' (the cold-started tiny checkpoint shipped for the game, else 'tiny'), 'tiny' or
+    'tiny-h64' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
     attn_implementation: str = ""
     """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
     'flash_attention_2' on GPUs with flash-attn installed)."""

@@ -41,7 +41,7 @@ from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompt
 from learner.config import TrainConfig
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
 from learner.measures import paper_measures
-from learner.models import TINY, load_policy
+from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics
 
@@ -106,10 +106,13 @@ class GRPOTrainer:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
         self.rank, self.local_rank, self.world_size = init_distributed()
+        config, note = resolve_cold_start(config)
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
         self.echo = echo if self.rank == 0 else (lambda _: None)
+        if note:
+            self.echo(note)
         self.env = jaxgym.make(config.game, **config.game_params)
         self.protocol = protocol_for(self.env)
         self.local_states = config.states_per_step // self.world_size
@@ -129,7 +132,7 @@ class GRPOTrainer:
         self.scorer = scorer if scorer is not None else GroupScorer(self.env, **overrides)
         self.score_key = jax.random.key(seed + 7919)
 
-        if config.model == TINY:
+        if config.model in TINY_PRESETS:
             self.echo("Using the built-in tiny random-weight Qwen2.5-VL (no download; it produces gibberish and "
                       "exists to smoke-test the pipeline). Train a real model with --model "
                       "Qwen/Qwen2.5-VL-3B-Instruct (a hub id) or --model /path/to/checkpoint.")
@@ -577,6 +580,27 @@ class GRPOTrainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
             self.echo(_format_summary(summary, history))
         return summary
+
+
+def resolve_cold_start(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """``model='cold-start'``: the shipped cold-started tiny checkpoint of the game, on the board
+    it was trained on when ``game_params`` is empty; the random-weight tiny model for a game
+    without one. Returns the config to run and a message saying what was chosen ('' if nothing)."""
+    if config.model != COLD_START:
+        return config, ""
+    game = config.game.split("-v")[0]
+    shipped = shipped_cold_start(game)
+    if shipped is None:
+        return dataclasses.replace(config, model=TINY), (
+            f"No cold-started checkpoint ships for {game!r}: using the random-weight tiny model (build one with "
+            f"python learner/sft.py --game {game}, then pass --model <its run dir>/export).")
+    directory, record = shipped
+    params = config.game_params or dict(record["game_params"])
+    note = (f"Model: the shipped cold-started tiny checkpoint {directory} (perception cold start, teacher "
+            f"{record['teacher']!r}; rebuild: {record['command']}).")
+    if not config.game_params:
+        note += f" Board: the one it was trained on, game_params={json.dumps(params)}."
+    return dataclasses.replace(config, model=str(directory), game_params=params), note
 
 
 def _plural(count: int, noun: str) -> str:

@@ -195,3 +195,26 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert model.config.text_config.hidden_size == 128
     assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2
     assert "teacher='best' is unknown" in capsys.readouterr().err
+
+
+def test_greedy_decoding_does_not_warn_about_sampling_flags(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from learner.models import build_tiny_policy
+    from learner.rollout import HFRolloutEngine, SamplingParams
+
+    model, processor = build_tiny_policy(seed=0)
+    model.generation_config.top_k, model.generation_config.temperature = 1, 0.1  # as real checkpoints ship
+    engine = HFRolloutEngine(model, processor)
+    board = np.zeros((56, 56, 3), np.uint8)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        capfd.readouterr()
+        greedy = engine.generate(["Play."], [board], 2, SamplingParams(temperature=0.0, max_new_tokens=4))
+        err = capfd.readouterr().err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "generation flags are not valid" not in err, err
+    assert greedy.token_ids[0] == greedy.token_ids[1]
+    assert model.generation_config.top_k == 1  # the model's own config is restored
