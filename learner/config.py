@@ -168,6 +168,10 @@ class TrainConfig:
     """Greedy evaluation on held-out states every k steps and at the end (0: never)."""
     eval_states: int = 32
     """Held-out states of that evaluation (drawn once, with a seed apart from training's)."""
+    ship_to: str = ""
+    """Cold start only: copy the final export and a jaxgym.json record (board, teacher, the
+    command, the last evaluation) here; learner/assets/cold-start-<game> is what --model
+    cold-start loads."""
 
     def validate(self, world_size: int = 1) -> TrainConfig:
         """Raise ``ValueError`` naming the first invalid value; returns ``self``."""

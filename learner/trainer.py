@@ -286,10 +286,10 @@ class GRPOTrainer:
             "lr": self.engine.lr,
             **update_metrics,
         })
-        metrics = self._reduce_metrics(metrics)
+        metrics = self._with_r_acc(self._reduce_metrics(metrics))
         if self._evaluation_due():
             with timer("eval"):
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
         metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
         metrics["seconds/step"] = time.perf_counter() - step_start
         if self.rank == 0:
@@ -319,8 +319,19 @@ class GRPOTrainer:
         host = jax.device_get(states)
         truths = [self.env.describe(unbatch(host, b)) for b in range(len(responses))]
         measured = paper_measures(scores, responses, truths)
-        return {"P_acc": measured["P_acc"], "R_acc": measured["R_acc"], "cell_accuracy": measured["cell_accuracy"],
-                "legal_fraction": measured["legal"], "positive_fraction": measured["positive"]}
+        # R_acc is a ratio: ranks average its numerator (the share with an exact perception and a
+        # positive reward) and P_acc, and it is formed after that (see _with_r_acc).
+        exact_and_positive = measured["P_acc"] * (measured["R_acc"] if measured["P_acc"] > 0 else 0.0)
+        return {"P_acc": measured["P_acc"], "P_and_positive": exact_and_positive,
+                "cell_accuracy": measured["cell_accuracy"], "legal_fraction": measured["legal"],
+                "positive_fraction": measured["positive"]}
+
+    @staticmethod
+    def _with_r_acc(metrics: dict[str, Any]) -> dict[str, Any]:
+        """Add ``R_acc = P(raw reward > 0 | perception exact)`` where some perception was exact."""
+        if metrics.get("P_acc", 0.0) > 0:
+            metrics["R_acc"] = metrics["P_and_positive"] / metrics["P_acc"]
+        return metrics
 
     def _evaluation_due(self) -> bool:
         every = self.config.eval_every
@@ -595,12 +606,17 @@ def resolve_cold_start(config: TrainConfig) -> tuple[TrainConfig, str]:
             f"No cold-started checkpoint ships for {game!r}: using the random-weight tiny model (build one with "
             f"python learner/sft.py --game {game}, then pass --model <its run dir>/export).")
     directory, record = shipped
-    params = config.game_params or dict(record["game_params"])
     note = (f"Model: the shipped cold-started tiny checkpoint {directory} (perception cold start, teacher "
             f"{record['teacher']!r}; rebuild: {record['command']}).")
+    changes: dict[str, Any] = {"model": str(directory)}
     if not config.game_params:
-        note += f" Board: the one it was trained on, game_params={json.dumps(params)}."
-    return dataclasses.replace(config, model=str(directory), game_params=params), note
+        changes["game_params"] = dict(record["game_params"])
+        # The run settings it was measured with, for the keys left at their defaults.
+        defaults = TrainConfig()
+        changes.update({k: v for k, v in record.get("train", {}).items() if getattr(config, k) == getattr(defaults, k)})
+        note += " Board and run settings it was measured with: " + ", ".join(
+            f"{k}={json.dumps(v)}" for k, v in changes.items() if k != "model") + "."
+    return dataclasses.replace(config, **changes), note
 
 
 def _plural(count: int, noun: str) -> str:
