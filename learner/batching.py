@@ -104,3 +104,18 @@ def collate(
     pixel_values = torch.cat([prompts.patches(p) for p in prompt_index])
     image_grid_thw = prompts.image_grid_thw[list(prompt_index)]
     return PolicyBatch(input_ids, attention_mask, response_mask, pixel_values, image_grid_thw)
+
+
+def format_token_budget(env: Any, tokenizer: Any, *, margin: float = 1.25, extra: int = 16) -> int:
+    """Response tokens the protocol's format needs on ``env``: the token count of a cold-start
+    target (exact perception of a fresh board, reasoning line, answer) times ``margin`` plus
+    ``extra``. A fresh board is the longest perception of the tile games; 2048's cells are one
+    token whether empty or not."""
+    import jax
+
+    from bridges.teachers import target_text
+
+    state = env.reset(jax.random.key(0))
+    action = int(np.argmax(np.asarray(state.legal_action_mask)))
+    text = target_text(env, jax.device_get(state), action, 131072.0)
+    return int(np.ceil(len(tokenizer(text, add_special_tokens=False)["input_ids"]) * margin)) + extra

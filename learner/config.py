@@ -35,8 +35,9 @@ class TrainConfig:
     """A registered jaxgym game, bare name or versioned id."""
     game_params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
-    model: str = "tiny"
-    """'tiny' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
+    model: str = "cold-start"
+    """'cold-start' (the cold-started tiny checkpoint shipped for the game, else 'tiny'), 'tiny' or
+    'tiny-h64' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
     attn_implementation: str = ""
     """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
     'flash_attention_2' on GPUs with flash-attn installed)."""
@@ -66,8 +67,9 @@ class TrainConfig:
     """Top-k sampling of the rollouts (0: off)."""
     max_prompt_tokens: int = 1024
     """Longest prompt (image tokens included); longer ones are an error, never truncated."""
-    max_response_tokens: int = 32
-    """Longest response; the paper: 8192."""
+    max_response_tokens: int = 0
+    """Longest response (0: what the game's response format needs, from the token count of a
+    full perception + reasoning + answer target, plus a margin); the paper: 8192."""
     rollout_engine: str = "hf"
     """'hf' (transformers generate, shares the training weights) or 'vllm' (GPU only)."""
     vllm_gpu_memory_utilization: float = 0.4
@@ -159,6 +161,18 @@ class TrainConfig:
     progress: bool = True
     """Show a tqdm progress bar (rank 0)."""
 
+    # Cold start (learner/sft.py) and evaluation during a run.
+    teacher: str = "expert"
+    """Cold start's answer teacher (bridges.teachers): expert, legal-random, same-kind (tile games), random."""
+    eval_every: int = 0
+    """Greedy evaluation on held-out states every k steps and at the end (0: never)."""
+    eval_states: int = 32
+    """Held-out states of that evaluation (drawn once, with a seed apart from training's)."""
+    ship_to: str = ""
+    """Cold start only: copy the final export and a jaxgym.json record (board, teacher, the
+    command, the last evaluation) here; learner/assets/cold-start-<game> is what --model
+    cold-start loads."""
+
     def validate(self, world_size: int = 1) -> TrainConfig:
         """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
         def need(ok: bool, key: str, allowed: str) -> None:
@@ -174,7 +188,7 @@ class TrainConfig:
         need(self.temperature > 0, "temperature", "> 0 (GRPO samples; greedy decoding gives identical groups)")
         need(0 < self.top_p <= 1, "top_p", "(0, 1]")
         need(self.top_k >= 0, "top_k", ">= 0 (0 disables it)")
-        need(self.max_response_tokens >= 1, "max_response_tokens", ">= 1")
+        need(self.max_response_tokens >= 0, "max_response_tokens", ">= 1, or 0 for what the game's format needs")
         need(self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1")
         need(self.rollout_engine in ("hf", "vllm"), "rollout_engine", "'hf' or 'vllm'")
         need(self.advantage_eps >= 0, "advantage_eps", ">= 0")
@@ -201,6 +215,8 @@ class TrainConfig:
         need(self.keep_checkpoints >= 0, "keep_checkpoints", ">= 0 (0 keeps all)")
         need(self.sample_depth >= -1, "sample_depth", ">= 0, or -1 for the game's default")
         need(self.preset in PRESETS, "preset", ", ".join(PRESETS))
+        need(self.eval_every >= 0, "eval_every", ">= 0 (0: never)")
+        need(self.eval_states >= 1, "eval_states", ">= 1")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,6 +262,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         gradient_checkpointing=True,
         dump_every=10,
         save_every=25,
+    ),
+    # The perception cold start of the tiny model (python learner/sft.py): teacher-forced
+    # perception + reasoning + answer on fresh states every step, greedy evaluation.
+    "cold-start": dict(
+        steps=600,
+        states_per_step=16,
+        lr=3e-3,
+        warmup_steps=10,
+        kl_coef=0.0,
+        micro_batch_size=16,
+        eval_every=100,
+        eval_states=32,
+        dump_every=0,
+        save_every=200,
     ),
 }
 
@@ -307,10 +337,14 @@ def coerce(key: str, value: Any) -> Any:
                 raise ValueError(f"{key}={value!r} is not a JSON object ({error})") from error
         elif hint in (int, float):
             try:
-                value = hint(float(text)) if hint is int and "e" in text.lower() else hint(text)
-            except ValueError as error:
-                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from error
-            return value
+                number = hint(text) if hint is float or "e" not in text.lower() else float(text)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from None
+            if hint is int and isinstance(number, float):  # 1e3 is an int, 1.5e0 is not
+                if not number.is_integer():
+                    raise ValueError(f"{key}={value!r} is not a whole number; {key} needs an int")
+                number = int(number)
+            return number
         else:
             return text
     if value is None:
@@ -363,7 +397,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 RESUME_SAFE_KEYS = ("steps", "run_dir", "resume", "dump_every", "dump_groups", "save_every", "keep_checkpoints",
-                    "export", "tensorboard", "progress", "torch_threads")
+                    "eval_every", "export", "tensorboard", "progress", "torch_threads")
 """The keys a resumed run may set differently from the run it continues: how long it runs and
 what it logs and keeps. Everything else shapes the training itself (the game, the model, the
 optimizer, the batch) and must stay what the checkpoint was trained with."""

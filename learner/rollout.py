@@ -27,6 +27,7 @@ release, checked by ``benchmarks/gpu_check.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -154,10 +155,18 @@ class HFRolloutEngine:
         # Explicit neutral values: transformers fills unset fields from the checkpoint's own
         # generation_config (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05, ...), which
         # would silently sample from another distribution than the one being trained.
-        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, min_p=0.0,
-                      epsilon_cutoff=0.0, eta_cutoff=0.0, top_k=0, top_p=1.0, temperature=1.0)
+        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, epsilon_cutoff=0.0,
+                      eta_cutoff=0.0)
         if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            kwargs.update(min_p=0.0, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        # Greedy ignores the sampling flags, and transformers warns about any that is set (a
+        # neutral min_p=0 or top_k=0 included, or the checkpoint's own): none is, for greedy.
+        generation_config = self.model.generation_config
+        if greedy:
+            cleared = copy.deepcopy(generation_config)
+            for name in ("temperature", "top_p", "top_k", "min_p"):
+                setattr(cleared, name, None)
+            self.model.generation_config = cleared
         was_training = self.model.training
         self.model.eval()
         try:
@@ -165,6 +174,7 @@ class HFRolloutEngine:
                 out = self.model.generate(**inputs, **kwargs)
         finally:
             self.model.train(was_training)
+            self.model.generation_config = generation_config
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :].cpu()
         if not logprobs:
             token_ids, finished = zip(*(truncate_at_stop(row.tolist(), self.stop_ids) for row in new_tokens))

@@ -134,8 +134,12 @@ def dump_rollouts(
     (out_dir / "rollouts.json").write_text(json.dumps({"prompt": prompt, "groups": records}, indent=1))
 
 
-def plot_reward_curve(metrics: list[dict[str, Any]], out_png: Path) -> Path | None:
-    """Mean overall, game, format and perception reward per step (matplotlib, headless)."""
+CURVE_KEYS = ("reward/overall", "reward/game", "reward/format", "reward/perception")
+
+
+def plot_reward_curve(metrics: list[dict[str, Any]], out_png: Path, keys: Sequence[str] = CURVE_KEYS) -> Path | None:
+    """Each of ``keys`` (default: the mean overall, game, format and perception reward) per
+    step, at the steps where it was logged (matplotlib, headless)."""
     if not metrics:
         return None
     import matplotlib
@@ -143,15 +147,15 @@ def plot_reward_curve(metrics: list[dict[str, Any]], out_png: Path) -> Path | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [m["step"] for m in metrics]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, label in (("reward/overall", "overall"), ("reward/game", "game"), ("reward/format", "format"),
-                       ("reward/perception", "perception")):
-        values = [m.get(key) for m in metrics]
-        if all(isinstance(v, (int, float)) for v in values):
-            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=label)
+    for key in keys:
+        points = [(m["step"], m[key]) for m in metrics
+                  if isinstance(m.get(key), (int, float)) and math.isfinite(m[key])]
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=key.removeprefix("reward/"))
     ax.set_xlabel("step")
-    ax.set_ylabel("mean reward")
+    ax.set_ylabel("mean per step")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -38,15 +38,17 @@ import torch
 
 from learner import algorithms
 from learner import checkpoint as ckpt
-from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts
+from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts, format_token_budget
 from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
-from learner.models import TINY, TINY_PRESETS, load_policy
+from learner.measures import paper_measures
+from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
 CHECKPOINTS = ckpt.CHECKPOINTS
 REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
+EVAL_SEED_OFFSET = 7_777_777  # held-out evaluation states come from a sampler seeded far from training's
 SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
 
 
@@ -105,12 +107,15 @@ class GRPOTrainer:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
         self.rank, self.local_rank, self.world_size = init_distributed()
+        config, note = resolve_cold_start(config)
         if config.resume:  # before anything is built from it: the run's own settings, or a clear refusal
             check_resume_config(saved_run_config(config.resume), config, source=config.resume)
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
         self.echo = echo if self.rank == 0 else (lambda _: None)
+        if note:
+            self.echo(note)
         self.env = jaxgym.make(config.game, **config.game_params)
         self.protocol = protocol_for(self.env)
         self.local_states = config.states_per_step // self.world_size
@@ -130,7 +135,7 @@ class GRPOTrainer:
         self.scorer = scorer if scorer is not None else GroupScorer(self.env, **overrides)
         self.score_key = jax.random.key(seed + 7919)
 
-        if config.model == TINY:
+        if config.model in TINY_PRESETS:
             self.echo("Using the built-in tiny random-weight Qwen2.5-VL (no download; it produces gibberish and "
                       "exists to smoke-test the pipeline). Train a real model with --model "
                       "Qwen/Qwen2.5-VL-3B-Instruct (a hub id) or --model /path/to/checkpoint.")
@@ -153,6 +158,9 @@ class GRPOTrainer:
             chunk_tokens=config.logprob_chunk_tokens,
             reference=reference,
         )
+        if config.max_response_tokens == 0:  # what the game's perception + reasoning + answer format needs
+            config = self.config = dataclasses.replace(
+                config, max_response_tokens=format_token_budget(self.env, self.processor.tokenizer))
         self.pad_token_id = self.processor.tokenizer.pad_token_id
         self.prompt_text = self.env.prompt()
         self.chat_text = chat_prompt(self.processor, self.prompt_text)
@@ -280,6 +288,7 @@ class GRPOTrainer:
         metrics: dict[str, Any] = {}
         for key in REWARD_KEYS:
             metrics[f"reward/{key}"] = float(np.mean(getattr(scores, key)))
+        metrics.update(self._measures(states, responses, scores))
         metrics.update({
             "parsed_fraction": float(np.mean(scores.parsed)),
             "response_length/mean": float(lengths.mean()),
@@ -290,7 +299,10 @@ class GRPOTrainer:
             "lr": self.engine.lr,
             **update_metrics,
         })
-        metrics = self._reduce_metrics(metrics)
+        metrics = self._with_r_acc(self._reduce_metrics(metrics))
+        if self._evaluation_due():
+            with timer("eval"):
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
         metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
         metrics["seconds/step"] = time.perf_counter() - step_start
         if self.rank == 0:
@@ -309,6 +321,73 @@ class GRPOTrainer:
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
             self.save()
         return metrics
+
+    def _measures(self, states: Any, responses: list[list[str]], scores: Any) -> dict[str, float]:
+        """The paper's measures of a step's rollouts: P_acc, R_acc = P(raw reward > 0 |
+        perception exact), cell accuracy, legal and positive-reward fractions."""
+        import jax
+
+        from bridges.scoring import unbatch
+
+        host = jax.device_get(states)
+        truths = [self.env.describe(unbatch(host, b)) for b in range(len(responses))]
+        measured = paper_measures(scores, responses, truths)
+        # R_acc is a ratio: ranks average its numerator (the share with an exact perception and a
+        # positive reward) and P_acc, and it is formed after that (see _with_r_acc).
+        exact_and_positive = measured["P_acc"] * (measured["R_acc"] if measured["P_acc"] > 0 else 0.0)
+        return {"P_acc": measured["P_acc"], "P_and_positive": exact_and_positive,
+                "cell_accuracy": measured["cell_accuracy"], "legal_fraction": measured["legal"],
+                "positive_fraction": measured["positive"]}
+
+    @staticmethod
+    def _with_r_acc(metrics: dict[str, Any]) -> dict[str, Any]:
+        """Add ``R_acc = P(raw reward > 0 | perception exact)`` where some perception was exact."""
+        if metrics.get("P_acc", 0.0) > 0:
+            metrics["R_acc"] = metrics["P_and_positive"] / metrics["P_acc"]
+        return metrics
+
+    def _evaluation_due(self) -> bool:
+        every = self.config.eval_every
+        return bool(every) and (self.step % every == 0 or self.step == self.config.steps)
+
+    def held_out(self) -> tuple[Any, np.ndarray]:
+        """The evaluation states and boards: ``eval_states`` states drawn once by a sampler
+        seeded apart from training's (the same for every run of a seed, resumed or not)."""
+        if getattr(self, "_held_out", None) is None:
+            from bridges.sampler import StateSampler
+            from bridges.torch_io import images_to_numpy
+
+            config = self.config
+            sampler = StateSampler(self.env, depth=None if config.sample_depth < 0 else config.sample_depth,
+                                   mode=config.sample_mode, seed=config.seed + EVAL_SEED_OFFSET)
+            states, images = sampler.sample(config.eval_states)
+            self._held_out = (states, images_to_numpy(images))
+        return self._held_out
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy responses on the held-out states through the rollout engine; the paper's
+        measures (``learner.measures``) of them: P_acc, R_acc, cell_accuracy, format, legal,
+        game (the shaped game reward), positive."""
+        import jax
+
+        states, boards = self.held_out()
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=self.config.max_response_tokens)
+        texts: list[str] = []
+        self.rollout.wake_up()
+        if self._rollout_stale:
+            self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
+            self._rollout_stale = False
+        for rows in _chunks(list(range(len(boards))), self.config.logprob_micro_batch_size):
+            generation = self.rollout.generate([self.prompt_text] * len(rows), boards[rows], 1, greedy)
+            texts.extend(generation.texts)
+        self.rollout.sleep()
+        responses = [[t] for t in texts]
+        scores = self.scorer.score(states, responses, jax.random.key(self.config.seed + EVAL_SEED_OFFSET))
+        host = jax.device_get(states)
+        from bridges.scoring import unbatch
+
+        truths = [self.env.describe(unbatch(host, b)) for b in range(len(texts))]
+        return paper_measures(scores, responses, truths)
 
     def _balance_ranks(self, rollouts: list[Rollout], generation: Any) -> list[Rollout]:
         """Pad this rank's rollouts with zero-weight copies up to the largest count on any rank,
@@ -492,6 +571,15 @@ class GRPOTrainer:
 
     # -- the run -------------------------------------------------------------------------------
 
+    PROGRESS_NAME = "GRPO"
+    CURVE_KEYS = ("reward/overall", "reward/game", "reward/format", "reward/perception", "P_acc", "eval/game")
+    """What ``reward_curve.png`` plots (keys of metrics.jsonl)."""
+
+    def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        """The progress bar's summary of a step."""
+        return {"reward": f"{metrics['reward/overall']:.3f}", "game": f"{metrics['reward/game']:.3f}",
+                "len": f"{metrics['response_length/mean']:.0f}"}
+
     def train(self) -> dict[str, Any]:
         """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
         from tqdm import tqdm
@@ -502,13 +590,15 @@ class GRPOTrainer:
                   f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
         start = time.perf_counter()
         first_step = self.step
-        bar = tqdm(total=config.steps, initial=self.step, desc="GRPO", unit="step",
+        self.echo(f"Curves: {self.run_dir / 'metrics.jsonl'} (every step), {self.run_dir / 'reward_curve.png'} (at "
+                  f"the end).")
+        bar = tqdm(total=config.steps, initial=self.step, desc=self.PROGRESS_NAME, unit="step",
                    disable=not config.progress or self.rank != 0, dynamic_ncols=True)
         history: list[dict[str, Any]] = []
         while self.step < config.steps:
             metrics = self.train_step()
             history.append(metrics)
-            bar.set_postfix(reward=f"{metrics['reward/overall']:.3f}", len=f"{metrics['response_length/mean']:.0f}")
+            bar.set_postfix(self._postfix(metrics))
             bar.update(1)
         bar.close()
         checkpoint = self.save() if self.step > first_step else None
@@ -520,11 +610,18 @@ class GRPOTrainer:
         if self.rank == 0:
             self.metrics.close()
             all_metrics = read_metrics(self.run_dir / "metrics.jsonl")
-            curve = plot_reward_curve(all_metrics, self.run_dir / "reward_curve.png")
-            rewards = [m["reward/overall"] for m in all_metrics]
+            curve = plot_reward_curve(all_metrics, self.run_dir / "reward_curve.png", keys=self.CURVE_KEYS)
+            rewards = [m["reward/overall"] for m in all_metrics if "reward/overall" in m]
+            game = [m["reward/game"] for m in all_metrics if "reward/game" in m]
+            window = max(1, len(game) // 5)  # a fifth of the run: single steps are noisy
+            evaluations = [{k: v for k, v in m.items() if k.startswith("eval/")} for m in all_metrics]
+            evaluations = [e for e in evaluations if e]
             summary.update({
                 "reward_first": rewards[0] if rewards else math.nan,
                 "reward_last": rewards[-1] if rewards else math.nan,
+                "game_first_fifth": float(np.mean(game[:window])) if game else math.nan,
+                "game_last_fifth": float(np.mean(game[-window:])) if game else math.nan,
+                "last_eval": evaluations[-1] if evaluations else None,
                 "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
                 "export": str(export.resolve()) if export else None,
                 "reward_curve": str(curve.resolve()) if curve else None,
@@ -532,6 +629,32 @@ class GRPOTrainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
             self.echo(_format_summary(summary, history))
         return summary
+
+
+def resolve_cold_start(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """``model='cold-start'``: the shipped cold-started tiny checkpoint of the game, on the board
+    it was trained on when ``game_params`` is empty; the random-weight tiny model for a game
+    without one. Returns the config to run and a message saying what was chosen ('' if nothing)."""
+    if config.model != COLD_START:
+        return config, ""
+    game = config.game.split("-v")[0]
+    shipped = shipped_cold_start(game)
+    if shipped is None:
+        return dataclasses.replace(config, model=TINY), (
+            f"No cold-started checkpoint ships for {game!r}: using the random-weight tiny model (build one with "
+            f"python learner/sft.py --game {game}, then pass --model <its run dir>/export).")
+    directory, record = shipped
+    note = (f"Model: the shipped cold-started tiny checkpoint {directory} (perception cold start, teacher "
+            f"{record['teacher']!r}; rebuild: {record['command']}).")
+    changes: dict[str, Any] = {"model": str(directory)}
+    if not config.game_params:
+        changes["game_params"] = dict(record["game_params"])
+        # The run settings it was measured with, for the keys left at their defaults.
+        defaults = TrainConfig()
+        changes.update({k: v for k, v in record.get("train", {}).items() if getattr(config, k) == getattr(defaults, k)})
+        note += " Board and run settings it was measured with: " + ", ".join(
+            f"{k}={json.dumps(v)}" for k, v in changes.items() if k != "model") + "."
+    return dataclasses.replace(config, **changes), note
 
 
 def _plural(count: int, noun: str) -> str:
@@ -546,8 +669,14 @@ def _key_data(key: Any) -> np.ndarray:
 
 def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:
     lines = [f"Done: {_plural(summary['steps'], 'step')} in {summary['seconds']:.1f} s."]
-    if history:
+    if history and math.isfinite(summary.get("reward_first", math.nan)):
         lines.append(f"Mean overall reward: first {summary['reward_first']:.3f}, last {summary['reward_last']:.3f}.")
+        lines.append(f"Mean game reward: first fifth of the steps {summary['game_first_fifth']:.3f}, last fifth "
+                     f"{summary['game_last_fifth']:.3f}.")
+    if history and summary.get("last_eval"):
+        lines.append("Last evaluation (greedy, held-out states): " + ", ".join(
+            f"{k.removeprefix('eval/')} {v:.3f}" for k, v in summary["last_eval"].items()
+            if isinstance(v, (int, float))))
         seconds = np.mean([m["seconds/step"] for m in history])
         lines.append(f"Seconds per step: {seconds:.2f}.")
     for key in ("checkpoint", "export", "reward_curve"):

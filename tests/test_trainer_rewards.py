@@ -108,7 +108,9 @@ def test_easyr1_batch_compute_score_equals_group_scorer(game):
     # EasyR1 verl/workers/reward/function.py:87-95 (hiyouga/EasyR1 b44b311): the batch manager
     # appends {"response", "response_length", "ground_truth"} per response (ground_truth is the
     # answer_key column, verl/utils/dataset.py:313) and calls self.reward_fn(reward_inputs),
-    # wrapped in partial(reward_fn, **config.reward_function_kwargs) at :133.
+    # wrapped in partial(reward_fn, **config.reward_function_kwargs) at :133; :130 reads the
+    # module's REWARD_TYPE ("batch" selects this path, :140).
+    assert easyr1.REWARD_TYPE == "batch"
     reward_fn = functools.partial(easyr1.compute_score, **{})
     inputs = [{"response": text, "response_length": len(text), "ground_truth": rows[i // N]["answer"]}
               for i, text in enumerate(flat)]
@@ -178,5 +180,5 @@ def test_bad_input_is_named():
         core.score_responses(["not json"], ["r"])
     with pytest.raises(ValueError, match="a string or a list of chat messages"):
         core.completion_text(3)
-    with pytest.raises(ValueError, match="reward_type=batch"):
+    with pytest.raises(ValueError, match="wrap it in a list"):
         _load_by_path("easyr1").compute_score({"response": "", "ground_truth": ""})

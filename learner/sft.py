@@ -1,0 +1,209 @@
+"""Perception cold start: teach a policy to read the board (and answer like a teacher)
+before GRPO, the "G1" recipe's first stage.
+
+    python learner/sft.py --game 2048                                   # tiny model, expert teacher
+    python learner/sft.py --game 2048 --teacher legal-random --steps 900 --run_dir runs/cs-2048
+    python learner/train.py --game 2048 --model runs/cs-2048/export      # then GRPO from it
+    python learner/sft.py --resume runs/cs-2048 --steps 1200             # continue a cold start
+
+Every step draws fresh training states (``bridges.sampler``, the game's protocol, seeded and
+resumable), asks the teacher (``bridges.teachers``) for an answer, and trains on the target
+response ``<perception>`` exact board ``</perception>`` + a one-line ``<think>`` + the
+teacher's ``<answer>``, followed by the stop token: cross-entropy on the response tokens
+only, **through the trainer's own forward path** (``learner.logprobs`` inside the DeepSpeed
+engine, the multimodal rotary positions of ``generate``). A plain HF forward without those
+positions places the image tokens elsewhere than generation does, and a model trained that
+way is blind when it plays.
+
+It is :class:`learner.trainer.GRPOTrainer` with another ``train_step``: the same config
+keys (``--preset cold-start`` is applied first), run directory, engine, checkpoints, resume,
+metrics log and export (``<run_dir>/export``, loadable with ``--model``). Every
+``eval_every`` steps, greedy generation through the rollout engine on held-out states gives
+the paper's measures (``learner.measures``): ``eval/P_acc``, ``eval/cell_accuracy``,
+``eval/format``, ``eval/legal``, ``eval/game`` ...
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from learner.batching import collate, encode_prompts  # noqa: E402
+from learner.config import TrainConfig  # noqa: E402
+from learner.trainer import GRPOTrainer, _chunks, _Timer  # noqa: E402
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float) -> torch.Tensor:
+    """Token-mean negative log-likelihood: ``-(logp * mask).sum() / total_tokens``.
+
+    ``logp``/``mask``: ``(B, T)`` (one micro-batch); ``total_tokens``: the response tokens of
+    the whole optimizer step (all micro-batches and ranks), so that micro-batching does not
+    change the gradient."""
+    return -(logp * mask).sum() / max(float(total_tokens), 1.0)
+
+
+class ColdStartTrainer(GRPOTrainer):
+    """Supervised cold start on teacher targets (see module doc)."""
+
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        from bridges.teachers import Teacher
+
+        # No reference model: the KL term is GRPO's.
+        super().__init__(dataclasses.replace(config, kl_coef=0.0), **kwargs)
+        self.teacher = Teacher(self.env, self.config.teacher)
+        self.stop_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    PROGRESS_NAME = "cold start"
+    CURVE_KEYS = ("loss/sft", "token_accuracy", "eval/P_acc", "eval/cell_accuracy", "eval/legal", "eval/game")
+
+    def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+        return {"loss": f"{metrics['loss/sft']:.3f}", "tok_acc": f"{metrics['token_accuracy']:.3f}"}
+
+    # -- data ------------------------------------------------------------------------------
+
+    def targets(self, states: Any, key: Any) -> tuple[list[str], list[list[int]]]:
+        """The teacher's target responses for a batch of states: texts and token ids (the
+        stop token appended)."""
+        import jax
+
+        from bridges.scoring import unbatch
+        from bridges.teachers import target_text
+
+        actions, raw = self.teacher.act(states, key)
+        host = jax.device_get(states)
+        texts = [target_text(self.env, unbatch(host, b), int(actions[b]), float(raw[b])) for b in range(len(actions))]
+        tokenizer = self.processor.tokenizer
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [self.stop_id] for t in texts]
+        return texts, ids
+
+    def forward(self, prompts: Any, rows: list[int], ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs ``(len(rows), T)`` of the target tokens ``ids[r]`` after prompt ``r`` and
+        their mask, through the trainer's engine (the forward path of GRPO's update)."""
+        batch = collate(prompts, rows, [ids[r] for r in rows], pad_token_id=self.pad_token_id)
+        logp, _ = self.engine.logprobs(batch)
+        return logp, batch.response_mask.to(logp.device)
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step on fresh teacher targets; returns its metrics."""
+        import jax
+
+        from bridges.torch_io import images_to_numpy
+        from learner.engine import all_reduce_sum
+
+        config, timer = self.config, _Timer()
+        step_start = time.perf_counter()
+        with timer("sample"):
+            states, images = self.sampler.sample(self.local_states)
+            boards = images_to_numpy(images)
+            self.score_key, key = jax.random.split(self.score_key)
+            _, ids = self.targets(states, key)
+            prompts = encode_prompts(self.processor, [self.chat_text] * self.local_states, boards,
+                                     max_prompt_tokens=config.max_prompt_tokens)
+        total = float(all_reduce_sum(torch.tensor(float(sum(len(t) for t in ids)))))
+        loss_sum, correct = 0.0, 0.0
+        with timer("update"):
+            micro_batches = _chunks(list(range(self.local_states)), config.micro_batch_size)
+            for index, rows in enumerate(micro_batches):
+                logp, mask = self.forward(prompts, rows, ids)
+                loss = sft_loss(logp, mask, total)
+                self.engine.backward(loss, last=index == len(micro_batches) - 1)
+                loss_sum += float(loss.detach()) * total
+                # A token is "right" when the model gives it more than half the probability:
+                # then greedy decoding surely picks it (teacher-forced).
+                correct += float(((logp.detach() > np.log(0.5)) * mask).sum())
+            grad_norm = self.engine.step()
+        self.step += 1
+        metrics: dict[str, Any] = {
+            "loss/sft": loss_sum / max(total, 1.0),
+            "token_accuracy": correct / max(total, 1.0),
+            "response_length/mean": float(np.mean([len(t) for t in ids])),
+            "grad_norm": grad_norm,
+            "lr": self.engine.lr,
+            "sequences_trained": self.local_states,
+        }
+        metrics = self._reduce_metrics(metrics)
+        if self._evaluation_due():
+            with timer("eval"):
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
+        metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
+        metrics["seconds/step"] = time.perf_counter() - step_start
+        if self.rank == 0:
+            self.metrics.write(self.step, metrics)
+        if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
+            self.save()
+        return metrics
+
+
+# What a shipped checkpoint's GRPO run uses where the user left the defaults (see
+# learner.trainer.resolve_cold_start): the sampling depth it was cold-started on.
+SHIPPED_TRAIN_KEYS = ("sample_depth", "sample_mode")
+
+
+def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
+    """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record."""
+    import json
+    import shlex
+    import shutil
+
+    if not summary.get("export"):
+        raise ValueError("ship_to needs the run's export; do not pass --export false")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(summary["export"], target)
+    record = {
+        "game": config.game,
+        "game_params": config.game_params,
+        "teacher": config.teacher,
+        "model": config.model,
+        "seed": config.seed,
+        "steps": config.steps,
+        "command": "python learner/sft.py " + shlex.join(argv),
+        "train": {k: getattr(config, k) for k in SHIPPED_TRAIN_KEYS},
+        "last_eval": summary.get("last_eval"),
+        "seconds": summary.get("seconds"),
+    }
+    (target / "jaxgym.json").write_text(json.dumps(record, indent=1) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        from learner.train import _help
+
+        print(__doc__.strip() + "\n\nThe keys are the trainer's (python learner/train.py --help); the 'cold-start' "
+              "preset is applied first.\n\n" + _help().split("Presets:", 1)[1])
+        return 0
+    from learner.config import parse_args
+
+    try:
+        config = parse_args(["--preset", "cold-start", *argv])
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        trainer = ColdStartTrainer(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = trainer.train()
+    if config.ship_to and trainer.rank == 0:
+        print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The perception cold start (learner/sft.py), its teachers, and the paper's measures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+import jaxgym
+from bridges.scoring import GroupScorer, parse_action, perception_ok
+from bridges.teachers import Teacher, board_cells, target_text
+from learner.batching import encode_prompts, format_token_budget
+from learner.measures import cell_accuracy, paper_measures
+from learner.models import build_tiny_tokenizer
+from tests.learner_support import restore_torch_threads, small_config  # noqa: F401 (fixture)
+
+# 2048 exponents: row 0 merges left/right (2+2), nothing merges vertically except column 3 (4 over 4).
+BOARD_2048 = [[1, 1, 0, 2], [0, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]]
+
+
+def _state_2048(env):
+    state = env.reset(jax.random.key(0))
+    return state.replace(board=jax.numpy.asarray(BOARD_2048, dtype=state.board.dtype))
+
+
+def _batch(state):
+    return jax.tree_util.tree_map(lambda x: x[None], state)
+
+
+def test_2048_teachers_pick_the_best_merge_or_any_legal_move():
+    env = jaxgym.make("2048", image_size=56)
+    states = _batch(_state_2048(env))
+    actions = {int(Teacher(env, "expert").act(states, jax.random.key(k))[0][0]) for k in range(12)}
+    # Up merges the 4s in column 3 (8 points); left/right merge the 2s (4 points); down merges the 4s too.
+    assert actions <= {0, 2} and actions
+    raws = {int(Teacher(env, "expert").act(states, jax.random.key(k))[1][0]) for k in range(4)}
+    assert raws == {8}
+    legal = {int(Teacher(env, "legal-random").act(states, jax.random.key(k))[0][0]) for k in range(40)}
+    assert legal == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="same-kind"):
+        Teacher(env, "same-kind")
+    with pytest.raises(ValueError, match="teacher='best'"):
+        Teacher(env, "best")
+
+
+def test_same_kind_teacher_names_two_cells_of_one_kind_and_expert_a_connectable_pair():
+    env = jaxgym.make("shisensho", size=4, colors=2, shapes=2, image_size=112)
+    from bridges.sampler import StateSampler
+
+    states, _ = StateSampler(env, seed=3).sample(16)
+    host = jax.device_get(states)
+    for name in ("same-kind", "expert"):
+        actions, raw = Teacher(env, name).act(states, jax.random.key(1))
+        for b, action in enumerate(actions):
+            r1, c1, r2, c2 = (int(v) for v in env.action_to_pair(int(action)))
+            board = np.asarray(host.board[b])
+            assert (r1, c1) != (r2, c2) and board[r1, c1] == board[r2, c2] > 0
+        if name == "expert":
+            assert (raw > 0).all()
+
+
+def test_target_text_is_exact_perception_and_the_teachers_answer():
+    env = jaxgym.make("2048", image_size=56)
+    state = _state_2048(env)
+    text = target_text(env, jax.device_get(state), 0, 8.0)
+    assert perception_ok(text, env.describe(state))
+    assert parse_action(env, text) == (0, True)
+    assert "<think>Moving up merges for 8 points.</think>" in text
+    shisen = jaxgym.make("shisensho", size=4, colors=2, shapes=2, image_size=112)
+    board = shisen.reset(jax.random.key(0))
+    pair = int(shisen.pair_to_action(0, 0, 0, 1))
+    line = target_text(shisen, jax.device_get(board), pair, 1.0)
+    cells = board_cells(shisen.describe(board))
+    assert f"<think>(0, 0) is {cells[0][0]} and (0, 1) is {cells[0][1]}.</think>" in line
+    assert parse_action(shisen, line) == (pair, True)
+
+
+def test_the_default_response_budget_fits_the_format():
+    tokenizer = build_tiny_tokenizer()
+    for game, params in (("2048", {}), ("shisensho", {})):
+        env = jaxgym.make(game, **params)
+        state = jax.device_get(env.reset(jax.random.key(0)))
+        needed = len(tokenizer(target_text(env, state, 0, 2048.0), add_special_tokens=False)["input_ids"]) + 1
+        assert needed < format_token_budget(env, tokenizer) < 2 * needed + 16
+
+
+def test_paper_measures_on_hand_made_responses():
+    env = jaxgym.make("2048", image_size=56)
+    state = _state_2048(env)
+    truth = env.describe(state)
+    wrong = truth.replace(" 4 ", " 8 ", 1)
+    responses = [[
+        f"<perception>{truth}</perception><think>x</think><answer>0</answer>",  # exact, merges: +
+        f"<perception>{truth}</perception><think>x</think><answer>7</answer>",  # exact, invalid action
+        f"<perception>{wrong}</perception><think>x</think><answer>0</answer>",  # one cell wrong, merges
+        "gibberish",
+    ]]
+    scores = GroupScorer(env).score(_batch(state), responses, jax.random.key(0))
+    measured = paper_measures(scores, responses, [truth])
+    assert measured["P_acc"] == 0.5
+    assert measured["R_acc"] == 0.5  # of the two exact perceptions, one earns a positive reward
+    assert measured["cell_accuracy"] == pytest.approx((1 + 1 + 15 / 16 + 0) / 4)
+    assert measured["format"] == 0.75 and measured["legal"] == 0.5 and measured["positive"] == 0.5
+    assert measured["game"] == pytest.approx(np.mean(scores.game))
+    assert math.isnan(paper_measures(
+        GroupScorer(env).score(_batch(state), [responses[0][2:]], jax.random.key(0)), [responses[0][2:]], [truth],
+    )["R_acc"])
+    assert cell_accuracy("no block", truth) == 0.0
+    assert cell_accuracy("<perception> 2 </perception>", " 2 | - \n 4 | 4 ") == 0.25
+
+
+def _cold_start(tmp_path, name, **overrides):
+    from learner.sft import ColdStartTrainer
+
+    values = dict(steps=40, states_per_step=2, micro_batch_size=1, lr=3e-3, warmup_steps=0, kl_coef=0.0,
+                  max_response_tokens=0, teacher="expert", eval_states=2)
+    values.update(overrides)
+    return ColdStartTrainer(small_config(str(tmp_path / name), **values), echo=lambda _: None)
+
+
+def _fixed_batch(trainer):
+    """Make the trainer's sampler return the same two states every step."""
+    fixed = trainer.sampler.sample(trainer.local_states)
+    trainer.sampler.sample = lambda batch_size: fixed
+    return fixed
+
+
+def test_cold_start_loss_falls_on_a_fixed_tiny_batch(tmp_path):
+    trainer = _cold_start(tmp_path, "fixed")
+    _fixed_batch(trainer)
+    losses = [trainer.train_step()["loss/sft"] for _ in range(25)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+
+
+def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
+    """The blindness pitfall: training must score tokens exactly as generation produces them.
+
+    After a few cold-start steps, greedy generation's own log-probs of its tokens equal the
+    cold start's training log-probs of the same tokens (same multimodal rotary positions).
+    A plain HF forward without ``mm_token_type_ids`` (the pitfall) does not agree."""
+    from bridges.torch_io import images_to_numpy
+    from learner.rollout import SamplingParams
+
+    trainer = _cold_start(tmp_path, "agree")
+    states, images = _fixed_batch(trainer)
+    for _ in range(6):
+        trainer.train_step()
+    boards = images_to_numpy(images)
+    generation = trainer.rollout.generate([trainer.prompt_text] * 2, boards, 1,
+                                          SamplingParams(temperature=0.0, max_new_tokens=24))
+    prompts = encode_prompts(trainer.processor, [trainer.chat_text] * 2, boards)
+    with torch.no_grad():
+        logp, mask = trainer.forward(prompts, [0, 1], generation.token_ids)
+    gaps = []
+    for row, expected in enumerate(generation.logprobs):
+        assert mask[row].sum() == len(expected)
+        gaps.append(np.abs(logp[row, : len(expected)].numpy() - np.asarray(expected)).max())
+
+    # The pitfall the test guards against: without the multimodal positions the numbers differ.
+    model, processor = trainer.engine.policy, trainer.processor
+    tokens = generation.token_ids[0]
+    inputs = processor(text=[trainer.chat_text], images=[boards[0]], return_tensors="pt")
+    ids = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inputs["pixel_values"],
+                       image_grid_thw=inputs["image_grid_thw"]).logits[0, inputs["input_ids"].shape[1] - 1 : -1]
+    plain = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(tokens)[:, None]).squeeze(-1)
+    plain_gap = np.abs(plain.numpy() - np.asarray(generation.logprobs[0])).max()
+    assert max(gaps) < 1e-5 and plain_gap > 20 * max(gaps), (gaps, plain_gap)
+
+
+@pytest.mark.slow
+def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
+    from learner import sft
+    from learner.models import load_policy
+
+    run = tmp_path / "run"
+    args = ["--game", "2048", "--game_params", '{"image_size": 56}', "--states_per_step", "2", "--eval_states", "2",
+            "--eval_every", "2", "--run_dir", str(run), "--progress", "false", "--tensorboard", "false",
+            "--save_every", "0"]
+    assert sft.main([*args, "--steps", "2"]) == 0
+    assert sft.main([*args, "--steps", "3", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3]
+    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[1])
+    assert "eval/P_acc" in lines[2] and "eval/P_acc" not in lines[0]
+    model, _ = load_policy(str(run / "export"))
+    assert model.config.text_config.hidden_size == 128
+    assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2
+    assert "teacher='best' is unknown" in capsys.readouterr().err
+
+
+def test_greedy_decoding_does_not_warn_about_sampling_flags(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from learner.models import build_tiny_policy
+    from learner.rollout import HFRolloutEngine, SamplingParams
+
+    model, processor = build_tiny_policy(seed=0)
+    model.generation_config.top_k, model.generation_config.temperature = 1, 0.1  # as real checkpoints ship
+    engine = HFRolloutEngine(model, processor)
+    board = np.zeros((56, 56, 3), np.uint8)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        capfd.readouterr()
+        greedy = engine.generate(["Play."], [board], 2, SamplingParams(temperature=0.0, max_new_tokens=4))
+        err = capfd.readouterr().err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "generation flags are not valid" not in err, err
+    assert greedy.token_ids[0] == greedy.token_ids[1]
+    assert model.generation_config.top_k == 1  # the model's own config is restored
+
+
+def test_grpo_step_metrics_carry_p_acc_and_r_acc():
+    from types import SimpleNamespace
+
+    from learner.trainer import GRPOTrainer
+
+    env = jaxgym.make("2048", image_size=56)
+    state = _state_2048(env)
+    truth = env.describe(state)
+    responses = [[f"<perception>{truth}</perception><think>x</think><answer>{a}</answer>" for a in (0, 1)]
+                 + ["<answer>0</answer>", "junk"]]
+    scores = GroupScorer(env).score(_batch(state), responses, jax.random.key(0))
+    measured = GRPOTrainer._measures(SimpleNamespace(env=env), _batch(state), responses, scores)
+    metrics = GRPOTrainer._with_r_acc(dict(measured))
+    assert metrics["P_acc"] == 0.5 and metrics["R_acc"] == 1.0  # both exact responses merge (up 8, right 4)
+    assert metrics["positive_fraction"] == 0.75 and metrics["legal_fraction"] == 0.75
+    assert "R_acc" not in GRPOTrainer._with_r_acc({"P_acc": 0.0, "P_and_positive": 0.0})
+
+
+def test_model_cold_start_resolves_to_the_shipped_checkpoint_and_its_board(tmp_path, monkeypatch):
+    from learner import models
+    from learner.config import from_dict
+    from learner.trainer import resolve_cold_start
+
+    monkeypatch.setattr(models, "ASSETS", tmp_path)
+    config = from_dict({"game": "shisensho"})
+    assert config.model == models.COLD_START
+    resolved, note = resolve_cold_start(config)
+    assert resolved.model == models.TINY and "No cold-started checkpoint ships for 'shisensho'" in note
+
+    shipped = tmp_path / "cold-start-shisensho"
+    shipped.mkdir()
+    record = {"game": "shisensho", "game_params": {"size": 4, "colors": 4, "shapes": 1, "image_size": 112},
+              "teacher": "same-kind", "command": "python learner/sft.py --game shisensho",
+              "train": {"sample_depth": 16}}
+    (shipped / "jaxgym.json").write_text(json.dumps(record))
+    resolved, note = resolve_cold_start(config)
+    assert resolved.model == str(shipped) and resolved.game_params == record["game_params"]
+    assert resolved.sample_depth == 16 and "rebuild: python learner/sft.py --game shisensho" in note
+    # The user's own board or settings win over the record's.
+    mine, _ = resolve_cold_start(from_dict({"game": "shisensho", "game_params": {"size": 6}, "sample_depth": 3}))
+    assert mine.game_params == {"size": 6} and mine.sample_depth == 3
+    explicit, note = resolve_cold_start(from_dict({"game": "shisensho", "model": "tiny"}))
+    assert explicit.model == "tiny" and note == ""
