@@ -63,7 +63,7 @@ def test_a_huge_answer_block_is_parsed_in_bounded_time_and_memory(game):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert result == "unparseable"
-    assert seconds < 0.1, seconds
+    assert seconds < 0.25, seconds  # NFKC of the whole block took 1.5 s
     # str.lower's worst-case buffer for the 1M-character response is 14 MB; NFKC of the block added 39 MB.
     assert peak < 20 * 2**20, peak
     # Short answers parse as before, also behind a long preamble outside the block.
