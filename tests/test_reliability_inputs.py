@@ -68,3 +68,10 @@ def test_a_huge_answer_block_is_parsed_in_bounded_time_and_memory(game):
     assert peak < 20 * 2**20, peak
     # Short answers parse as before, also behind a long preamble outside the block.
     assert env.parse_answer("x" * 100_000 + env.format_answer(1)) == 1
+
+
+def test_make_refuses_an_image_size_the_board_cannot_be_drawn_at():
+    with pytest.raises(ValueError, match=r"image_size \(84, 84\) is too small for a 8x8 Swap board"):
+        jaxgym.make("swap", image_size=84)
+    env = jaxgym.make("swap", size=4, image_size=84)  # a smaller board fits
+    assert env.render(env.reset(jax.random.key(0))).shape == (84, 84, 3)
