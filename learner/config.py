@@ -35,8 +35,9 @@ class TrainConfig:
     """A registered jaxgym game, bare name or versioned id."""
     game_params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
-    model: str = "tiny"
-    """'tiny' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
+    model: str = "cold-start"
+    """'cold-start' (the cold-started tiny checkpoint shipped for the game, else 'tiny'), 'tiny' or
+    'tiny-h64' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
     attn_implementation: str = ""
     """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
     'flash_attention_2' on GPUs with flash-attn installed)."""
@@ -167,6 +168,10 @@ class TrainConfig:
     """Greedy evaluation on held-out states every k steps and at the end (0: never)."""
     eval_states: int = 32
     """Held-out states of that evaluation (drawn once, with a seed apart from training's)."""
+    ship_to: str = ""
+    """Cold start only: copy the final export and a jaxgym.json record (board, teacher, the
+    command, the last evaluation) here; learner/assets/cold-start-<game> is what --model
+    cold-start loads."""
 
     def validate(self, world_size: int = 1) -> TrainConfig:
         """Raise ``ValueError`` naming the first invalid value; returns ``self``."""

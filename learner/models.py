@@ -34,6 +34,13 @@ from typing import Any
 TINY = "tiny"
 """The ``--model`` value that selects the built-in tiny random-weight Qwen2.5-VL."""
 
+COLD_START = "cold-start"
+"""The ``--model`` value that selects the cold-started tiny checkpoint the project ships for
+the game (``learner/assets/cold-start-<game>/``, rebuilt by the command in its ``jaxgym.json``),
+or the random-weight tiny model for a game without one."""
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -325,6 +332,17 @@ def build_tiny_policy(seed: int = 0, dtype: Any = None, shape: TinyConfig | str 
     return model, processor
 
 
+def shipped_cold_start(game: str) -> tuple[Path, dict[str, Any]] | None:
+    """The shipped cold-started tiny checkpoint of ``game`` (a bare name) and its record
+    (``jaxgym.json``: the game parameters it was trained on, the command that rebuilds it, its
+    measures), or ``None`` when the project ships none for that game."""
+    directory = ASSETS / f"{COLD_START}-{game}"
+    record = directory / "jaxgym.json"
+    if not record.is_file():
+        return None
+    return directory, json.loads(record.read_text())
+
+
 def _torch_dtype(dtype: Any) -> Any:
     import torch
 
@@ -341,8 +359,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?
 
 
 def _looks_like_local_path(spec: str) -> bool:
-    """Anything that is not of the hub's ``name`` / ``org/name`` form is meant as a path."""
-    return _HUB_ID.match(spec) is None or spec.endswith("/") or ".." in spec
+    """Anything that is not of the hub's ``name`` / ``org/name`` form is meant as a path, and
+    so is an ``org/name`` whose ``org`` is a local directory (``runs/export``): asking the hub
+    for it would retry the network for half a minute before failing."""
+    if _HUB_ID.match(spec) is None or spec.endswith("/") or ".." in spec:
+        return True
+    parent = Path(spec).expanduser().parent
+    return str(parent) not in ("", ".") and parent.is_dir()
 
 
 def resolve_model_source(spec: str) -> str:
@@ -411,10 +434,10 @@ def load_policy(spec: str | None = TINY, *, dtype: Any = None, seed: int = 0, **
         return build_tiny_policy(seed=seed, dtype=dtype, shape=spec or TINY)
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"model must be {TINY!r}, a local directory or a hub id, got {spec!r}")
+    source = resolve_model_source(spec)  # before importing transformers: a missing path fails at once
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     _quiet_transformers()
-    source = resolve_model_source(spec)
     try:
         config = AutoConfig.from_pretrained(source)
     except OSError as error:

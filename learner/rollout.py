@@ -5,8 +5,9 @@ The interface (:class:`RolloutEngine`) is what the trainer needs from any engine
 - ``generate(prompts, images, n, sampling) -> Generation``: responses ``i*n .. i*n+n-1``
   belong to prompt ``i``; token ids end with the stop token when the model stopped;
   ``logprobs`` are the engine's own log-probs of the sampled tokens under the policy at
-  ``sampling.temperature`` (before top-p/top-k truncation), which the trainer compares
-  with its recomputed ones as a health check.
+  ``sampling.temperature``, which the trainer compares with its recomputed ones as a
+  health check (the HF engine's are before top-p/top-k truncation and the vision-token ban;
+  vLLM's are of the distribution it samples from, after both).
 - ``sync_weights(named_tensors)``: load new policy weights, named as in a saved
   checkpoint (``model.layers.*``, ``visual.*``, ``lm_head.*``; see
   ``learner.models.checkpoint_name``), streamed one tensor at a time.
@@ -26,6 +27,7 @@ release, checked by ``benchmarks/gpu_check.py``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -153,10 +155,18 @@ class HFRolloutEngine:
         # Explicit neutral values: transformers fills unset fields from the checkpoint's own
         # generation_config (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05, ...), which
         # would silently sample from another distribution than the one being trained.
-        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, min_p=0.0,
-                      epsilon_cutoff=0.0, eta_cutoff=0.0, top_k=0, top_p=1.0, temperature=1.0)
+        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0, typical_p=1.0, epsilon_cutoff=0.0,
+                      eta_cutoff=0.0)
         if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            kwargs.update(min_p=0.0, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        # Greedy ignores the sampling flags, and transformers warns about any that is set (a
+        # neutral min_p=0 or top_k=0 included, or the checkpoint's own): none is, for greedy.
+        generation_config = self.model.generation_config
+        if greedy:
+            cleared = copy.deepcopy(generation_config)
+            for name in ("temperature", "top_p", "top_k", "min_p"):
+                setattr(cleared, name, None)
+            self.model.generation_config = cleared
         was_training = self.model.training
         self.model.eval()
         try:
@@ -164,6 +174,7 @@ class HFRolloutEngine:
                 out = self.model.generate(**inputs, **kwargs)
         finally:
             self.model.train(was_training)
+            self.model.generation_config = generation_config
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :].cpu()
         if not logprobs:
             token_ids, finished = zip(*(truncate_at_stop(row.tolist(), self.stop_ids) for row in new_tokens))
@@ -477,8 +488,14 @@ class VLLMRolloutEngine:
         linear weights at load time, so a bare ``load_weights`` would change the parameters
         but not what the layers compute); then every cache derived from the old weights is
         dropped: the prefix cache, the multimodal cache, and the scheduler's view of the
-        encoder cache (else a cached image's embedding is believed present and missing)."""
-        self._model_runner().reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
+        encoder cache (else a cached image's embedding is believed present and missing).
+
+        Each tensor is copied as it arrives: vLLM buffers a layer's tensors until the layer has
+        all of them (its fused q/k/v and gate/up projections), and a ZeRO-3 gathered parameter
+        is released, its memory reused, once the next one is requested. So at most about one
+        layer is held twice."""
+        weights = ((name, tensor.detach().clone()) for name, tensor in named_tensors)
+        self._model_runner().reload_weights(weights_iterator=weights, is_checkpoint_format=True)
         self.llm.reset_prefix_cache()
         self.llm.reset_mm_cache()
         self.llm.llm_engine.reset_encoder_cache()

@@ -25,6 +25,7 @@ the paper's measures (``learner.measures``): ``eval/P_acc``, ``eval/cell_accurac
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -136,7 +137,7 @@ class ColdStartTrainer(GRPOTrainer):
         metrics = self._reduce_metrics(metrics)
         if self._evaluation_due():
             with timer("eval"):
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
         metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
         metrics["seconds/step"] = time.perf_counter() - step_start
         if self.rank == 0:
@@ -144,6 +145,38 @@ class ColdStartTrainer(GRPOTrainer):
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
             self.save()
         return metrics
+
+
+# What a shipped checkpoint's GRPO run uses where the user left the defaults (see
+# learner.trainer.resolve_cold_start): the sampling depth it was cold-started on.
+SHIPPED_TRAIN_KEYS = ("sample_depth", "sample_mode")
+
+
+def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
+    """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record."""
+    import json
+    import shlex
+    import shutil
+
+    if not summary.get("export"):
+        raise ValueError("ship_to needs the run's export; do not pass --export false")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(summary["export"], target)
+    record = {
+        "game": config.game,
+        "game_params": config.game_params,
+        "teacher": config.teacher,
+        "model": config.model,
+        "seed": config.seed,
+        "steps": config.steps,
+        "command": "python learner/sft.py " + shlex.join(argv),
+        "train": {k: getattr(config, k) for k in SHIPPED_TRAIN_KEYS},
+        "last_eval": summary.get("last_eval"),
+        "seconds": summary.get("seconds"),
+    }
+    (target / "jaxgym.json").write_text(json.dumps(record, indent=1) + "\n")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    trainer.train()
+    summary = trainer.train()
+    if config.ship_to and trainer.rank == 0:
+        print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to))}")
     return 0
 
 

@@ -42,7 +42,7 @@ from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompt
 from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
 from learner.measures import paper_measures
-from learner.models import TINY, TINY_PRESETS, load_policy
+from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
@@ -107,12 +107,15 @@ class GRPOTrainer:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
         self.rank, self.local_rank, self.world_size = init_distributed()
+        config, note = resolve_cold_start(config)
         if config.resume:  # before anything is built from it: the run's own settings, or a clear refusal
             check_resume_config(saved_run_config(config.resume), config, source=config.resume)
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
         self.echo = echo if self.rank == 0 else (lambda _: None)
+        if note:
+            self.echo(note)
         self.env = jaxgym.make(config.game, **config.game_params)
         self.protocol = protocol_for(self.env)
         self.local_states = config.states_per_step // self.world_size
@@ -132,7 +135,7 @@ class GRPOTrainer:
         self.scorer = scorer if scorer is not None else GroupScorer(self.env, **overrides)
         self.score_key = jax.random.key(seed + 7919)
 
-        if config.model == TINY:
+        if config.model in TINY_PRESETS:
             self.echo("Using the built-in tiny random-weight Qwen2.5-VL (no download; it produces gibberish and "
                       "exists to smoke-test the pipeline). Train a real model with --model "
                       "Qwen/Qwen2.5-VL-3B-Instruct (a hub id) or --model /path/to/checkpoint.")
@@ -296,10 +299,10 @@ class GRPOTrainer:
             "lr": self.engine.lr,
             **update_metrics,
         })
-        metrics = self._reduce_metrics(metrics)
+        metrics = self._with_r_acc(self._reduce_metrics(metrics))
         if self._evaluation_due():
             with timer("eval"):
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
         metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
         metrics["seconds/step"] = time.perf_counter() - step_start
         if self.rank == 0:
@@ -329,8 +332,19 @@ class GRPOTrainer:
         host = jax.device_get(states)
         truths = [self.env.describe(unbatch(host, b)) for b in range(len(responses))]
         measured = paper_measures(scores, responses, truths)
-        return {"P_acc": measured["P_acc"], "R_acc": measured["R_acc"], "cell_accuracy": measured["cell_accuracy"],
-                "legal_fraction": measured["legal"], "positive_fraction": measured["positive"]}
+        # R_acc is a ratio: ranks average its numerator (the share with an exact perception and a
+        # positive reward) and P_acc, and it is formed after that (see _with_r_acc).
+        exact_and_positive = measured["P_acc"] * (measured["R_acc"] if measured["P_acc"] > 0 else 0.0)
+        return {"P_acc": measured["P_acc"], "P_and_positive": exact_and_positive,
+                "cell_accuracy": measured["cell_accuracy"], "legal_fraction": measured["legal"],
+                "positive_fraction": measured["positive"]}
+
+    @staticmethod
+    def _with_r_acc(metrics: dict[str, Any]) -> dict[str, Any]:
+        """Add ``R_acc = P(raw reward > 0 | perception exact)`` where some perception was exact."""
+        if metrics.get("P_acc", 0.0) > 0:
+            metrics["R_acc"] = metrics["P_and_positive"] / metrics["P_acc"]
+        return metrics
 
     def _evaluation_due(self) -> bool:
         every = self.config.eval_every
@@ -615,6 +629,32 @@ class GRPOTrainer:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
             self.echo(_format_summary(summary, history))
         return summary
+
+
+def resolve_cold_start(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """``model='cold-start'``: the shipped cold-started tiny checkpoint of the game, on the board
+    it was trained on when ``game_params`` is empty; the random-weight tiny model for a game
+    without one. Returns the config to run and a message saying what was chosen ('' if nothing)."""
+    if config.model != COLD_START:
+        return config, ""
+    game = config.game.split("-v")[0]
+    shipped = shipped_cold_start(game)
+    if shipped is None:
+        return dataclasses.replace(config, model=TINY), (
+            f"No cold-started checkpoint ships for {game!r}: using the random-weight tiny model (build one with "
+            f"python learner/sft.py --game {game}, then pass --model <its run dir>/export).")
+    directory, record = shipped
+    note = (f"Model: the shipped cold-started tiny checkpoint {directory} (perception cold start, teacher "
+            f"{record['teacher']!r}; rebuild: {record['command']}).")
+    changes: dict[str, Any] = {"model": str(directory)}
+    if not config.game_params:
+        changes["game_params"] = dict(record["game_params"])
+        # The run settings it was measured with, for the keys left at their defaults.
+        defaults = TrainConfig()
+        changes.update({k: v for k, v in record.get("train", {}).items() if getattr(config, k) == getattr(defaults, k)})
+        note += " Board and run settings it was measured with: " + ", ".join(
+            f"{k}={json.dumps(v)}" for k, v in changes.items() if k != "model") + "."
+    return dataclasses.replace(config, **changes), note
 
 
 def _plural(count: int, noun: str) -> str:

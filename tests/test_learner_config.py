@@ -33,7 +33,7 @@ def test_cli_forms_yaml_and_presets(tmp_path):
         1024, 8192, "bf16", True)
     assert set(PRESETS) == {"default", "g1", "cold-start"}
     default = parse_args([])
-    assert default.model == "tiny" and default.game == "2048" and default.zero_stage == 0
+    assert default.model == "cold-start" and default.game == "2048" and default.zero_stage == 0
 
 
 def test_unknown_keys_are_named_with_a_suggestion(tmp_path):

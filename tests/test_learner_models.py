@@ -137,3 +137,15 @@ def test_every_board_number_and_tile_word_is_one_token():
         assert tokenizer.tokenize(row)[0] == f"Ġ{2**exponent}", row
     for word in ("Red", "circle", "Dark", "green", "Steel", "star", "airplane"):
         assert len(tokenizer.tokenize(f" {word}")) == 1, word
+
+
+def test_a_missing_path_under_a_local_directory_fails_at_once_without_the_hub(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="'runs/export' does not exist"):
+        models.load_policy("runs/export")
+    assert time.perf_counter() - start < 2.0
+    assert models.resolve_model_source("Qwen/Qwen2.5-VL-3B-Instruct") == "Qwen/Qwen2.5-VL-3B-Instruct"

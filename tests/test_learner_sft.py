@@ -195,3 +195,71 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert model.config.text_config.hidden_size == 128
     assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2
     assert "teacher='best' is unknown" in capsys.readouterr().err
+
+
+def test_greedy_decoding_does_not_warn_about_sampling_flags(capfd):
+    from transformers.utils import logging as hf_logging
+
+    from learner.models import build_tiny_policy
+    from learner.rollout import HFRolloutEngine, SamplingParams
+
+    model, processor = build_tiny_policy(seed=0)
+    model.generation_config.top_k, model.generation_config.temperature = 1, 0.1  # as real checkpoints ship
+    engine = HFRolloutEngine(model, processor)
+    board = np.zeros((56, 56, 3), np.uint8)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    try:
+        capfd.readouterr()
+        greedy = engine.generate(["Play."], [board], 2, SamplingParams(temperature=0.0, max_new_tokens=4))
+        err = capfd.readouterr().err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "generation flags are not valid" not in err, err
+    assert greedy.token_ids[0] == greedy.token_ids[1]
+    assert model.generation_config.top_k == 1  # the model's own config is restored
+
+
+def test_grpo_step_metrics_carry_p_acc_and_r_acc():
+    from types import SimpleNamespace
+
+    from learner.trainer import GRPOTrainer
+
+    env = jaxgym.make("2048", image_size=56)
+    state = _state_2048(env)
+    truth = env.describe(state)
+    responses = [[f"<perception>{truth}</perception><think>x</think><answer>{a}</answer>" for a in (0, 1)]
+                 + ["<answer>0</answer>", "junk"]]
+    scores = GroupScorer(env).score(_batch(state), responses, jax.random.key(0))
+    measured = GRPOTrainer._measures(SimpleNamespace(env=env), _batch(state), responses, scores)
+    metrics = GRPOTrainer._with_r_acc(dict(measured))
+    assert metrics["P_acc"] == 0.5 and metrics["R_acc"] == 1.0  # both exact responses merge (up 8, right 4)
+    assert metrics["positive_fraction"] == 0.75 and metrics["legal_fraction"] == 0.75
+    assert "R_acc" not in GRPOTrainer._with_r_acc({"P_acc": 0.0, "P_and_positive": 0.0})
+
+
+def test_model_cold_start_resolves_to_the_shipped_checkpoint_and_its_board(tmp_path, monkeypatch):
+    from learner import models
+    from learner.config import from_dict
+    from learner.trainer import resolve_cold_start
+
+    monkeypatch.setattr(models, "ASSETS", tmp_path)
+    config = from_dict({"game": "shisensho"})
+    assert config.model == models.COLD_START
+    resolved, note = resolve_cold_start(config)
+    assert resolved.model == models.TINY and "No cold-started checkpoint ships for 'shisensho'" in note
+
+    shipped = tmp_path / "cold-start-shisensho"
+    shipped.mkdir()
+    record = {"game": "shisensho", "game_params": {"size": 4, "colors": 4, "shapes": 1, "image_size": 112},
+              "teacher": "same-kind", "command": "python learner/sft.py --game shisensho",
+              "train": {"sample_depth": 16}}
+    (shipped / "jaxgym.json").write_text(json.dumps(record))
+    resolved, note = resolve_cold_start(config)
+    assert resolved.model == str(shipped) and resolved.game_params == record["game_params"]
+    assert resolved.sample_depth == 16 and "rebuild: python learner/sft.py --game shisensho" in note
+    # The user's own board or settings win over the record's.
+    mine, _ = resolve_cold_start(from_dict({"game": "shisensho", "game_params": {"size": 6}, "sample_depth": 3}))
+    assert mine.game_params == {"size": 6} and mine.sample_depth == 3
+    explicit, note = resolve_cold_start(from_dict({"game": "shisensho", "model": "tiny"}))
+    assert explicit.model == "tiny" and note == ""

@@ -25,18 +25,21 @@ def test_trl_grpo_trainer_runs_real_steps_with_jaxgym_rewards(tmp_path):
     model, processor = build_tiny_policy()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     tok = processor.tokenizer
-    answer, close = tok.encode("<answer>", add_special_tokens=False), tok.encode("</answer>", add_special_tokens=False)
-    digits = [tok.encode(str(d), add_special_tokens=False)[0] for d in range(4)]
     # A random-weight model never writes an answer, so every reward would be equal and the
-    # advantages zero. Biasing sampling towards "<answer>d</answer>" (d a direction) makes some
-    # completions legal moves and others not: reward variance, hence a real update.
-    bias = [answer[:1], answer[:2], answer[1:], close[:2], *([answer[-1], d] for d in digits),
-            *([d, close[0]] for d in digits)]
+    # advantages zero. Biasing sampling (each prefix after the assistant turn's opening) makes
+    # every completion "<answer>d</answer>" with d uniform in 0..9: directions 0..3 are legal
+    # or not on each board, 4..9 are invalid moves. That gives reward variance, a real update.
+    opening = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
+    answer, close = tok.encode("<answer>", add_special_tokens=False), tok.encode("</answer>", add_special_tokens=False)
+    digits = [tok.encode(str(d), add_special_tokens=False) for d in range(10)]
+    assert all(len(d) == 1 for d in digits)
+    bias = [opening + answer[: k + 1] for k in range(len(answer))]
+    bias += [opening + answer + d + close[:k] for d in digits for k in range(len(close) + 1)]
     args = GRPOConfig(
         output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[], save_strategy="no", seed=0,
-        num_generations=4, per_device_train_batch_size=4, max_completion_length=8, max_steps=2, logging_steps=1,
+        num_generations=8, per_device_train_batch_size=8, max_completion_length=8, max_steps=2, logging_steps=1,
         learning_rate=1e-3, reward_weights=reward_weights(ds[0]["answer"]),
-        generation_kwargs={"sequence_bias": [[list(s), 8.0] for s in bias]},
+        generation_kwargs={"sequence_bias": [[b, 100.0] for b in bias]},
     )
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(shaping="legal"), args=args,
                           train_dataset=ds, processing_class=processor)

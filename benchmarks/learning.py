@@ -1,0 +1,309 @@
+"""Does it learn? The G1 recipe in miniature: G0 (GRPO from the untrained tiny model), the
+perception cold start alone, and G1 (cold start, then the same GRPO), on 2048 and a small
+Shisen-Sho, several seeds each, with the paper's measures.
+
+    python benchmarks/learning.py                       # the full run (see FULL; ~90 min on 2 cores)
+    python benchmarks/learning.py --quick               # a few steps of everything (the test)
+    python benchmarks/learning.py --seeds 5 --rl-steps 80 --out runs/learning-5seeds
+
+Per game and seed, in one run directory (printed first):
+    <game>/seed<k>/cold-start/   learner/sft.py run (teacher: GAMES[game]["teacher"], a
+                                 weak one, so that RL can surpass it), its export
+    <game>/seed<k>/G0/, G1/      learner/train.py runs of the same length, greedy held-out
+                                 evaluation every ``eval_every`` steps (eval/game, eval/P_acc)
+    <game>/seed<k>/eval-<arm>/   learner/evaluate.py under the paper's protocol (avg@k)
+and at the top: ``curves_<game>.png`` (held-out greedy game reward and training P_acc per GRPO
+step, mean and +-1 s.e. band over seeds, the cold start alone and the teacher as lines),
+``results.json`` and ``results.md`` (mean +- s.e. over seeds of every arm's greedy held-out
+game reward, P_acc and paper-protocol score), with the total time.
+
+Boards: 2048 4x4 and Shisen-Sho 4x4 with 2 colours x 2 shapes (4 kinds, 4 copies), both
+rendered at 112 px (28 px, one merged image token, per cell): the default 6x6 Shisen-Sho with
+9 of 36 kinds is beyond what a tiny model reads in minutes of CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+GAMES: dict[str, dict[str, Any]] = {
+    "2048": dict(game="2048", game_params={"size": 4, "image_size": 112}, teacher="legal-random"),
+    "shisensho": dict(game="shisensho", game_params={"size": 4, "colors": 2, "shapes": 2, "image_size": 112},
+                      teacher="same-kind"),
+}
+ARMS = ("G0", "cold start", "G1", "teacher")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much of everything one benchmark run does."""
+
+    seeds: int = 3
+    cold_start_steps: int = 600
+    rl_steps: int = 40
+    states_per_step: int = 8
+    group_size: int = 4
+    eval_every: int = 10
+    eval_states: int = 32
+    protocol_runs: int = 10
+    protocol_steps: int = 20
+    rl_lr: float = 1e-3
+
+
+FULL = Plan()
+QUICK = Plan(seeds=2, cold_start_steps=2, rl_steps=2, states_per_step=2, group_size=2, eval_every=1, eval_states=2,
+             protocol_runs=2, protocol_steps=2)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (NaN s.e. for a single value); NaNs are left out.
+
+    >>> mean_se([1.0, 2.0, 3.0])
+    (2.0, 0.5773502691896258)
+    """
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    if len(finite) == 1:
+        return float(finite[0]), math.nan
+    return float(np.mean(finite)), float(np.std(finite, ddof=1) / np.sqrt(len(finite)))
+
+
+def _config(game: str, plan: Plan, seed: int, run_dir: Path, **overrides: Any) -> Any:
+    from learner.config import PRESETS, from_dict
+
+    spec = GAMES[game]
+    values = dict(game=spec["game"], game_params=spec["game_params"], seed=seed, run_dir=str(run_dir),
+                  states_per_step=plan.states_per_step, eval_states=plan.eval_states, progress=False,
+                  tensorboard=False, dump_every=0, save_every=0, export=True)
+    values.update(overrides)
+    if values.get("preset") == "cold-start":
+        values = {**PRESETS["cold-start"], **values}
+    return from_dict(values).validate()
+
+
+def cold_start(game: str, plan: Plan, seed: int, run_dir: Path) -> dict[str, Any]:
+    from learner.sft import ColdStartTrainer
+
+    config = _config(game, plan, seed, run_dir, preset="cold-start", teacher=GAMES[game]["teacher"],
+                     steps=plan.cold_start_steps, eval_every=plan.cold_start_steps)
+    return ColdStartTrainer(config, echo=lambda _: None).train()
+
+
+def grpo(game: str, plan: Plan, seed: int, run_dir: Path, model: str) -> dict[str, Any]:
+    from learner.trainer import GRPOTrainer
+
+    config = _config(game, plan, seed, run_dir, model=model, steps=plan.rl_steps, group_size=plan.group_size,
+                     eval_every=plan.eval_every, lr=plan.rl_lr)
+    return GRPOTrainer(config, echo=lambda _: None).train()
+
+
+def protocol_score(game: str, plan: Plan, seed: int, policy: str, out: Path, max_tokens: int) -> float:
+    """The mean per-run score of ``policy`` under the paper's protocol (learner/evaluate.py)."""
+    import contextlib
+    import io
+
+    from learner import evaluate
+
+    params = [f"--param={k}={json.dumps(v)}" for k, v in GAMES[game]["game_params"].items()]
+    argv = ["--game", GAMES[game]["game"], "--policy", policy, "--runs", str(plan.protocol_runs), "--steps",
+            str(plan.protocol_steps), "--seed", str(seed), "--out", str(out), "--video", "none", "--quiet",
+            "--max-tokens", str(max_tokens), *params]
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, result = evaluate.main(argv)
+    return float(np.mean(result.scores))
+
+
+def teacher_game_reward(game: str, plan: Plan, seed: int) -> float:
+    """The teacher's mean shaped game reward on the held-out states the arms are evaluated on."""
+    import jax
+
+    import jaxgym
+    from bridges.protocol import protocol_for, shape_reward
+    from bridges.sampler import StateSampler
+    from bridges.teachers import Teacher
+    from learner.trainer import EVAL_SEED_OFFSET
+
+    env = jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"])
+    states, _ = StateSampler(env, seed=seed + EVAL_SEED_OFFSET).sample(plan.eval_states)
+    _, raw = Teacher(env, GAMES[game]["teacher"]).act(states, jax.random.key(seed))
+    return float(np.mean(shape_reward(protocol_for(env).shaping, raw, np.ones_like(raw, bool))))
+
+
+def _metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from learner.runlog import read_metrics
+
+    return read_metrics(run_dir / "metrics.jsonl")
+
+
+def _last(metrics: list[dict[str, Any]], key: str) -> float:
+    values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
+    return float(values[-1]) if values else math.nan
+
+
+def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
+    """Every arm of one game and seed; returns their numbers and curves."""
+    base = out / game / f"seed{seed}"
+    cs = cold_start(game, plan, seed, base / "cold-start")
+    g0 = grpo(game, plan, seed, base / "G0", model="tiny")
+    g1 = grpo(game, plan, seed, base / "G1", model=cs["export"])
+    budget = _config(game, plan, seed, base).max_response_tokens
+    if budget == 0:
+        import jaxgym
+        from learner.batching import format_token_budget
+        from learner.models import build_tiny_tokenizer
+
+        budget = format_token_budget(jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"]),
+                                     build_tiny_tokenizer())
+    result: dict[str, Any] = {"seed": seed, "arms": {}, "curves": {}}
+    arms = (("G0", g0, base / "G0"), ("cold start", cs, base / "cold-start"), ("G1", g1, base / "G1"))
+    for arm, summary, run in arms:
+        metrics = _metrics(run)
+        result["arms"][arm] = {
+            "game": _last(metrics, "eval/game"),
+            "P_acc": _last(metrics, "eval/P_acc"),
+            "R_acc": _last(metrics, "eval/R_acc"),
+            "protocol": protocol_score(game, plan, seed, f"hf:{summary['export']}", base / f"eval-{arm}", budget),
+        }
+        if arm != "cold start":
+            result["curves"][arm] = {
+                "eval_step": [m["step"] for m in metrics if "eval/game" in m],
+                "eval_game": [m["eval/game"] for m in metrics if "eval/game" in m],
+                "step": [m["step"] for m in metrics],
+                "P_acc": [m.get("P_acc", math.nan) for m in metrics],
+                "game": [m.get("reward/game", math.nan) for m in metrics],
+            }
+    teacher = GAMES[game]["teacher"]
+    result["arms"]["teacher"] = {
+        "game": teacher_game_reward(game, plan, seed),
+        "P_acc": 1.0,
+        "R_acc": math.nan,
+        "protocol": (protocol_score(game, plan, seed, "legal-random", base / "eval-teacher", budget)
+                     if teacher == "legal-random" else math.nan),
+    }
+    return result
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{arm: {measure: (mean, s.e.)}}`` over seeds."""
+    return {
+        arm: {key: mean_se([r["arms"][arm][key] for r in per_seed]) for key in ("game", "P_acc", "R_acc", "protocol")}
+        for arm in ARMS
+    }
+
+
+def _band(curves: list[dict[str, Any]], x: str, y: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    length = min(len(c[y]) for c in curves)
+    values = np.array([np.asarray(c[y][:length], dtype=float) for c in curves])
+    mean = np.nanmean(values, axis=0)
+    se = (np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(curves))) if len(curves) > 1 else np.zeros_like(mean)
+    return np.asarray(curves[0][x][:length]), mean, se
+
+
+def plot_curves(game: str, per_seed: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for arm, color in (("G0", "tab:blue"), ("G1", "tab:red")):
+        curves = [r["curves"][arm] for r in per_seed]
+        for axis, (x, y) in ((left, ("eval_step", "eval_game")), (right, ("step", "P_acc"))):
+            steps, mean, se = _band(curves, x, y)
+            axis.plot(steps, mean, color=color, label=arm)
+            axis.fill_between(steps, mean - se, mean + se, color=color, alpha=0.2)
+    for arm, color, style in (("cold start", "tab:green", "--"), ("teacher", "black", ":")):
+        left.axhline(summary[arm]["game"][0], color=color, linestyle=style, label=arm)
+    right.axhline(summary["cold start"]["P_acc"][0], color="tab:green", linestyle="--", label="cold start")
+    left.set(title=f"{game}: greedy game reward, held-out states", xlabel="GRPO step", ylabel="mean game reward")
+    right.set(title=f"{game}: P_acc of the rollouts", xlabel="GRPO step", ylabel="exact perception")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _cell(pair: tuple[float, float]) -> str:
+    mean, se = pair
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f} +- {se:.3f}" if math.isfinite(se) else f"{mean:.3f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    lines = ["| game | arm | greedy game reward (held-out) | P_acc | R_acc | paper-protocol score |",
+             "|---|---|---|---|---|---|"]
+    for game, summary in results["summary"].items():
+        for arm in ARMS:
+            row = summary[arm]
+            lines.append(f"| {game} | {arm} | {_cell(row['game'])} | {_cell(row['P_acc'])} | {_cell(row['R_acc'])} "
+                         f"| {_cell(row['protocol'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps of everything (checks the machinery)")
+    parser.add_argument("--games", default=",".join(GAMES), help=f"comma-separated, of {', '.join(GAMES)}")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--cold-start-steps", type=int, default=None)
+    parser.add_argument("--rl-steps", type=int, default=None)
+    parser.add_argument("--out", default=None, help="run directory (default runs/learning-<time>)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    for field, value in (("seeds", args.seeds), ("cold_start_steps", args.cold_start_steps),
+                         ("rl_steps", args.rl_steps)):
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"error: --{field.replace('_', '-')}={value} must be >= 1")
+            plan = dataclasses.replace(plan, **{field: value})
+    games = [g.strip() for g in args.games.split(",") if g.strip()]
+    unknown = [g for g in games if g not in GAMES]
+    if unknown:
+        raise SystemExit(f"error: unknown game(s) {unknown}; allowed: {', '.join(GAMES)}")
+    out = Path(args.out or f"runs/learning-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"Run directory: {out.resolve()}", flush=True)
+    print(f"Plan: {plan}", flush=True)
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    results: dict[str, Any] = {"plan": dataclasses.asdict(plan), "games": {g: GAMES[g] for g in games},
+                               "per_seed": {}, "summary": {}}
+    with tqdm(total=len(games) * plan.seeds, desc="learning benchmark", unit="seed") as bar:
+        for game in games:
+            per_seed = []
+            for seed in range(plan.seeds):
+                per_seed.append(run_seed(game, plan, seed, out))
+                bar.update(1)
+            results["per_seed"][game] = per_seed
+            results["summary"][game] = summarize(per_seed)
+            plot_curves(game, per_seed, results["summary"][game], out / f"curves_{game}.png")
+    results["seconds"] = time.perf_counter() - start
+    table = markdown_table(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "results.md").write_text(f"{table}\n\nTotal time: {results['seconds'] / 60:.1f} min; plan: {plan}\n")
+    print(table)
+    print(f"Total time: {results['seconds'] / 60:.1f} min. Curves: "
+          + ", ".join(str(out / f"curves_{g}.png") for g in games) + f"; table: {out / 'results.md'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
