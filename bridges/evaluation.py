@@ -452,4 +452,6 @@ def summary_table(result: EvalResult) -> str:
             f"({summary['request_error_rate']:.0%}) failed and were scored as unparseable; "
             f"{summary['runs_without_a_successful_request']} run(s) had no successful request"
         )
+        first = next(rec["request_error"] for run in result.records for rec in run if rec.get("request_error"))
+        lines.append(f"first request error: {first}")
     return "\n".join(lines)

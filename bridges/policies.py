@@ -351,6 +351,10 @@ class OpenAIPolicy(Policy):
             self._live.add(connection)
         timer.start()
         try:
+            connection.connect()
+            with self._lock:  # close() may have run while connecting, when there was no socket to shut down
+                if self._stop.is_set():
+                    raise _Cancelled()
             connection.request("POST", path, body=body, headers=headers)
             reply = connection.getresponse()
             chunks = []
@@ -362,6 +366,8 @@ class OpenAIPolicy(Policy):
             if not expired.is_set() and reply.length:  # the server closed before Content-Length bytes
                 raise http.client.IncompleteRead(b"".join(chunks), reply.length)
             data = b"".join(chunks)
+        except _Cancelled:
+            raise
         except Exception:
             if self._stop.is_set():
                 raise _Cancelled() from None

@@ -36,7 +36,7 @@ def _split_id(game_id: str) -> tuple[str, int | None]:
 def make(game_id: str, **params: Any) -> Env:
     """Build a game by id: a bare name (``"2048"``, the newest rule version) or a versioned
     id (``"2048-v0"``). Unknown ids and invalid parameters raise ``ValueError`` naming the
-    offending value and what is allowed."""
+    offending value and what is allowed, an ``image_size`` too small to draw the board included."""
     if not isinstance(game_id, str):
         raise ValueError(f"game id must be a string, got {game_id!r}; registered: {registered_games()}")
     name, version = _split_id(game_id)
@@ -58,7 +58,12 @@ def make(game_id: str, **params: Any) -> Env:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for game {name!r}; allowed: {allowed}")
-    return factory(**params)
+    env = factory(**params)
+    if "image_size" in params:
+        # An explicit size may be too small for the board, which only the renderer can tell: build
+        # it now (render() would build it anyway) so the error comes from make, not the first render.
+        _ = env._renderer
+    return env
 
 
 def make_vec(game_id: str, num_envs: int, **kwargs: Any) -> Any:

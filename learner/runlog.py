@@ -7,7 +7,8 @@ Layout of a run directory::
     metrics.jsonl            one JSON object per step
     rollouts/step_000010/    every dump_every steps: group_<i>.png (the board) and
                              rollouts.json (prompt, responses, parsed actions, rewards)
-    checkpoints/step_000025/ DeepSpeed state + RNG states (see learner.trainer)
+    checkpoints/step_000025/ DeepSpeed state, RNG states (JSON) and a manifest, complete or
+                             absent (see learner.checkpoint)
     export/                  the final policy, loadable with from_pretrained
     reward_curve.png         mean rewards per step, written at the end
     tensorboard/             only when the tensorboard package is installed

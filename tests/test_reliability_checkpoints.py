@@ -34,6 +34,42 @@ def _reseal(directory: Path) -> None:
     (directory / ckpt.MANIFEST).write_text(json.dumps(manifest))
 
 
+def test_safe_torch_load_reads_deepspeed_data_and_refuses_code(tmp_path):
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    state = {"zero_stage": ZeroStageEnum.gradients, "loss_scaler": LossScaler(1.0), "w": torch.arange(3.0),
+             "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99)}]}
+    torch.save(state, tmp_path / "optim_states.pt")
+    loaded = ckpt.safe_torch_load(tmp_path / "optim_states.pt")
+    assert loaded["zero_stage"] == ZeroStageEnum.gradients and loaded["loss_scaler"].cur_scale == 1.0
+    assert torch.equal(loaded["w"], state["w"])
+    marker = tmp_path / "ran"
+    torch.save({"module": _Payload(marker)}, tmp_path / "model_states.pt")
+    with pytest.raises(ckpt.CheckpointError, match="refusing to load .*model_states.pt"):
+        ckpt.safe_torch_load(tmp_path / "model_states.pt")
+    assert not marker.exists()
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "optim_states.pt").read_bytes()[:100])
+    with pytest.raises(ckpt.CheckpointError, match="corrupt or truncated"):
+        ckpt.safe_torch_load(tmp_path / "cut.pt")
+
+
+def test_rng_state_round_trips_through_json_and_refuses_garbage(tmp_path):
+    import random
+
+    import numpy as np
+
+    state = json.loads(json.dumps(ckpt.rng_state({"key": [0, 1]}, np.array([3, 4], np.uint32))))
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    sampler, key = ckpt.set_rng_state(state, "rng.json")
+    assert sampler == {"key": [0, 1]} and key.tolist() == [3, 4]
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+    for broken in ({}, {**state, "numpy": "MT19937"}, {**state, "torch": [1, 2, "x"]}):
+        with pytest.raises(ckpt.CheckpointError, match="rng.json is not a valid RNG state file"):
+            ckpt.set_rng_state(broken, "rng.json")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A ZeRO-2 run (its optimizer file names DeepSpeed classes) with checkpoints at steps 1, 2, 3."""
@@ -46,6 +82,7 @@ def trained(tmp_path_factory):
     return trainer, run_dir
 
 
+@pytest.mark.slow
 def test_checkpoint_files_hold_no_pickled_objects(trained):
     _, run_dir = trained
     newest = run_dir / "checkpoints" / "step_000003"
@@ -56,6 +93,7 @@ def test_checkpoint_files_hold_no_pickled_objects(trained):
         ckpt.safe_torch_load(pt)
 
 
+@pytest.mark.slow
 def test_a_crafted_payload_in_any_file_a_resume_reads_is_refused_and_runs_nothing(trained, tmp_path):
     trainer, run_dir = trained
     source = run_dir / "checkpoints" / "step_000003"
@@ -97,6 +135,7 @@ def test_old_pickled_rng_checkpoints_are_refused_with_a_reason(tmp_path):
         ckpt.candidates(tmp_path, print)
 
 
+@pytest.mark.slow
 def test_a_truncated_or_corrupt_newest_checkpoint_falls_back_with_a_warning(trained, tmp_path):
     trainer, run_dir = trained
     copy = tmp_path / "run"

@@ -167,6 +167,7 @@ def test_request_errors_are_counted_per_run_and_make_the_result_unusable():
     assert [t["request_errors"] for t in outage.run_totals()] == [2, 2]
     assert "no successful request" in evaluate_cli.unusable(outage, 0.1)
     assert "request errors: 4 of 4" in summary_table(outage)
+    assert "first request error: request to x failed after 2 attempt(s): HTTP 500" in summary_table(outage)
     partial = _result([[failure, GOOD], [GOOD, GOOD]])
     assert partial.summary()["runs_without_a_successful_request"] == 0
     assert "1 of 4 requests failed (25% > --max-request-error-rate 0.1)" in evaluate_cli.unusable(partial, 0.1)
