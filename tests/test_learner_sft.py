@@ -188,9 +188,9 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [1, 2, 3]
-    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[1])
-    assert "eval/P_acc" in lines[2] and "eval/P_acc" not in lines[0]
+    assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the evaluation before any update
+    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[0])
+    assert "eval/P_acc" in lines[2] and "eval/P_acc" in lines[3] and "eval/P_acc" not in lines[1]
     model, _ = load_policy(str(run / "export"))
     assert model.config.text_config.hidden_size == 128
     assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2

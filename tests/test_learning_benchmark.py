@@ -37,7 +37,7 @@ def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, caps
         for arm in ("G0", "cold start", "G1"):
             assert -1.0 <= record["arms"][arm]["game"] <= 1.0 and 0.0 <= record["arms"][arm]["P_acc"] <= 1.0
             assert math.isfinite(record["arms"][arm]["protocol"])  # learner/evaluate.py ran on its export
-        assert record["curves"]["G1"]["eval_step"] == [1, 2]  # greedy held-out evaluation every step
+        assert record["curves"]["G1"]["eval_step"] == [0, 1, 2]  # greedy held-out evaluation every step
     seed0 = tmp_path / "2048" / "seed0"
     assert (seed0 / "cold-start" / "export" / "config.json").is_file()
     g1_config = (seed0 / "G1" / "config.yaml").read_text()
