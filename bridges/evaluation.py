@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bridges.policies import Observation, Policy, PolicyError
+from bridges.policies import Observation, Policy, PolicyError, RequestFailure
 from bridges.protocol import GameProtocol, protocol_for
 from bridges.sampler import StateSampler
 from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
@@ -55,7 +55,9 @@ class EvalResult:
         records: ``records[run][step]`` dicts: ``step``, ``response``, ``action`` (flat int,
             or None if unparseable), ``answer`` (the parsed action as answer text, or
             ``"unparseable"``), ``legal``, ``raw_reward``, ``points`` (what the step adds to
-            the score), ``cumulative``, ``episode_end``, ``format``, ``perception``.
+            the score), ``cumulative``, ``episode_end``, ``format``, ``perception``,
+            ``request_error`` (why the policy's request failed, or None: such a step's
+            response is empty and scored as unparseable).
         scores: float64 ``(runs,)``, each run's score.
     """
 
@@ -92,13 +94,15 @@ class EvalResult:
                     "format_rate": sum(rec["format"] for rec in run) / n,
                     "perception_rate": sum(rec["perception"] for rec in run) / n,
                     "episodes_ended": sum(rec["episode_end"] for rec in run),
+                    "request_errors": sum(rec.get("request_error") is not None for rec in run),
                 }
             )
         return totals
 
     def summary(self) -> dict[str, Any]:
         """Mean, standard deviation (ddof 1), standard error, min and max of the run scores,
-        and the mean of the per-run rates."""
+        the mean of the per-run rates, and the request errors: their count, the share of all
+        requests, and how many runs had no successful request at all."""
         scores = np.asarray(self.scores, np.float64)
         std = float(scores.std(ddof=1)) if len(scores) > 1 else 0.0
         totals = self.run_totals()
@@ -118,6 +122,10 @@ class EvalResult:
             "min": float(scores.min()),
             "max": float(scores.max()),
             **rates,
+            "request_errors": sum(t["request_errors"] for t in totals),
+            "request_error_rate": sum(t["request_errors"] for t in totals) / max(1, self.runs * self.steps),
+            "runs_without_a_successful_request": sum(t["request_errors"] == len(self.records[t["run"]]) > 0
+                                                     for t in totals),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -177,9 +185,13 @@ def evaluate(
             ``records=None``: videos are written through it.
         progress: an optional tqdm-like object with ``update(n)``.
     """
-    for name, value, lo in (("runs", runs, 1), ("steps", steps, 1), ("seed", seed, None)):
+    checks = (("runs", runs, 1), ("steps", steps, 1), ("seed", seed, None), ("warmup", warmup, 0))
+    for name, value, lo in checks:
+        if name == "warmup" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (lo is not None and value < lo):
-            raise ValueError(f"{name}={value!r} is out of range; allowed: an int" + (f" >= {lo}" if lo else ""))
+            allowed = "an int" + (f" >= {lo}" if lo is not None else "")
+            raise ValueError(f"{name}={value!r} is out of range; allowed: {allowed}")
     protocol = protocol or protocol_for(env)
     warmup = protocol.eval_warmup if warmup is None else warmup
     sampler = StateSampler(env, mode="paper", depth=warmup, seed=int(seed))
@@ -219,6 +231,7 @@ def evaluate(
                 "episode_end": bool(ended[r]),
                 "format": int(format_ok(responses[r])),
                 "perception": int(perception_ok(responses[r], env.describe(unbatch(host, r)))),
+                "request_error": responses[r].error if isinstance(responses[r], RequestFailure) else None,
             }
             records[r].append(record)
             step_records.append(record)
@@ -396,8 +409,22 @@ def plot_cumulative(result: EvalResult, path: str | Path) -> Path:
 
 
 def write_json(result: EvalResult, path: str | Path) -> Path:
+    """Write ``result.to_json()`` atomically (a temporary file renamed over ``path``: a
+    failure leaves the previous file, never a truncated one). Any text a model returned is
+    stored: an unpaired surrogate, which UTF-8 cannot encode, is written as its JSON escape
+    (``\\ud800``), which reads back as the same string."""
+    import os
+
     path = Path(path)
-    path.write_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    text = json.dumps(result.to_json(), indent=1, ensure_ascii=False)
+    # Surrogates occur only inside JSON strings, where backslashreplace's \udxxx is a JSON escape.
+    data = text.encode("utf-8", errors="backslashreplace")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -419,4 +446,10 @@ def summary_table(result: EvalResult) -> str:
         f"mean {summary['mean']:.2f} ± {summary['stderr']:.2f} (standard error; std {summary['std']:.2f}, "
         f"min {summary['min']:g}, max {summary['max']:g})"
     )
+    if summary["request_errors"]:
+        lines.append(
+            f"request errors: {summary['request_errors']} of {result.runs * result.steps} requests "
+            f"({summary['request_error_rate']:.0%}) failed and were scored as unparseable; "
+            f"{summary['runs_without_a_successful_request']} run(s) had no successful request"
+        )
     return "\n".join(lines)

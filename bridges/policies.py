@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import base64
 import functools
+import http.client
 import importlib
 import importlib.util
 import io
 import json
 import os
-import time
-import urllib.error
-import urllib.request
+import socket
+import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,19 @@ class Policy:
 
 class PolicyError(RuntimeError):
     """A policy could not produce responses (a server down, a bad callable)."""
+
+
+class RequestFailure(str):
+    """The response of a request that failed every attempt: empty text (scored as an
+    unparseable answer) that carries the failure in ``error``, so the evaluator can count
+    request errors apart from answers a model really gave."""
+
+    error: str
+
+    def __new__(cls, error: str) -> RequestFailure:
+        failure = super().__new__(cls, "")
+        failure.error = error
+        return failure
 
 
 # Compiled programs are cached per env, so policies rebuilt for every evaluation (a learner
@@ -207,6 +221,21 @@ def chat_messages(prompt: str, image_url: str) -> list[dict[str, Any]]:
 
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+READ_CHUNK = 1 << 16
+
+
+class _StatusError(Exception):
+    def __init__(self, code: int, reason: str, detail: bytes):
+        super().__init__(f"HTTP {code} {reason}: {detail[:300].decode('utf-8', 'replace')}")
+        self.code = code
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class _Cancelled(Exception):
+    pass
 
 
 class OpenAIPolicy(Policy):
@@ -220,11 +249,15 @@ class OpenAIPolicy(Policy):
             set; local servers usually need none).
         max_tokens, temperature: sampling settings sent with every request.
         concurrency: requests in flight at once (a thread pool).
-        timeout: seconds per request attempt.
+        timeout: seconds per request attempt, a wall-clock deadline from connecting to the
+            last byte of the reply (a server that drips bytes is cut off too).
         retries: further attempts after a failed one (connection errors, timeouts, HTTP 408,
-            409, 425, 429 and 5xx), with exponential backoff from ``backoff`` seconds.
-        on_error: ``"raise"`` (a :class:`PolicyError` naming the URL and the last failure) or
-            ``"unparseable"`` (the failed request's response is empty text, scored as an
+            409, 425, 429 and 5xx, and replies that are broken in transport: bad status
+            lines, truncated bodies, bodies that are not UTF-8 or not JSON), with exponential
+            backoff from ``backoff`` seconds.
+        on_error: ``"raise"`` (a :class:`PolicyError` naming the URL and the last failure; the
+            requests still in flight are aborted at once) or ``"unparseable"`` (the failed
+            request's response is a :class:`RequestFailure`, empty text scored as an
             unparseable answer, and the error is kept in ``self.errors``).
     """
 
@@ -266,6 +299,9 @@ class OpenAIPolicy(Policy):
         self.extra_body = dict(extra_body or {})
         self.errors: list[str] = []
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="openai-policy")
+        self._live: set[http.client.HTTPConnection] = set()  # connections in flight, aborted by close()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
 
     def request_body(self, prompt: str, image: np.ndarray) -> dict[str, Any]:
         return {
@@ -276,35 +312,111 @@ class OpenAIPolicy(Policy):
             **self.extra_body,
         }
 
+    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+        parts = urllib.parse.urlsplit(self.url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return kind(parts.hostname, parts.port, timeout=self.timeout), path
+
+    @staticmethod
+    def _abort(connection: http.client.HTTPConnection) -> None:
+        """Unblock whatever the connection's thread is waiting on (connect, send or recv)."""
+        sock = connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _post(self, body: bytes) -> dict[str, Any]:
+        """One attempt: POST ``body`` and return the decoded JSON reply, within ``timeout``
+        seconds of wall-clock time however slowly the server sends."""
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-            return json.loads(reply.read().decode("utf-8"))
+        connection, path = self._connection()
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            self._abort(connection)
+
+        # A per-read socket timeout never fires for a server that sends a byte now and then:
+        # the timer shuts the socket down at the deadline, whatever the thread is blocked on.
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        with self._lock:
+            if self._stop.is_set():
+                raise _Cancelled()
+            self._live.add(connection)
+        timer.start()
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            reply = connection.getresponse()
+            chunks = []
+            while not expired.is_set():
+                chunk = reply.read1(READ_CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            if not expired.is_set() and reply.length:  # the server closed before Content-Length bytes
+                raise http.client.IncompleteRead(b"".join(chunks), reply.length)
+            data = b"".join(chunks)
+        except Exception:
+            if self._stop.is_set():
+                raise _Cancelled() from None
+            if expired.is_set():
+                raise _DeadlineExceeded() from None
+            raise
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._live.discard(connection)
+            connection.close()
+        if self._stop.is_set():
+            raise _Cancelled()
+        if expired.is_set():
+            raise _DeadlineExceeded()
+        if reply.status >= 400:
+            raise _StatusError(reply.status, reply.reason, data)
+        return json.loads(data.decode("utf-8"))
 
     def complete(self, prompt: str, image: np.ndarray) -> str:
         """One chat completion's text, retrying transient failures (see class doc)."""
         body = json.dumps(self.request_body(prompt, image)).encode("utf-8")
         failure = "no attempt made"
         for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+            if attempt and self._stop.wait(self.backoff * 2 ** (attempt - 1)):
+                failure = "cancelled (the evaluation stopped)"
+                break
             try:
                 reply = self._post(body)
-            except urllib.error.HTTPError as error:
-                detail = error.read()[:300].decode("utf-8", "replace")
-                failure = f"HTTP {error.code} {error.reason}: {detail}"
+            except _Cancelled:
+                failure = "cancelled (the evaluation stopped)"
+                break
+            except _StatusError as error:
+                failure = str(error)
                 if error.code not in RETRY_STATUS:
                     break
                 continue
-            except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as error:
-                reason = getattr(error, "reason", error)
-                failure = f"timed out after {self.timeout:g}s" if "timed out" in str(reason) else f"{reason}"
+            except _DeadlineExceeded:
+                failure = f"timed out after {self.timeout:g}s"
+                continue
+            except UnicodeDecodeError as error:
+                failure = f"the reply is not UTF-8 text ({error})"
                 continue
             except json.JSONDecodeError as error:
                 failure = f"the reply is not JSON ({error})"
+                continue
+            except http.client.IncompleteRead as error:
+                failure = f"the reply was cut off ({len(error.partial)} bytes, {error.expected} more expected)"
+                continue
+            except http.client.HTTPException as error:  # bad status line, closed connection, ...
+                failure = f"broken HTTP reply ({type(error).__name__}: {str(error)[:200]})"
+                continue
+            except (TimeoutError, OSError) as error:  # refused, reset, unreachable, DNS
+                reason = getattr(error, "reason", None) or error.strerror or error
+                failure = f"timed out after {self.timeout:g}s" if isinstance(error, TimeoutError) else f"{reason}"
                 continue
             try:
                 content = reply["choices"][0]["message"]["content"]
@@ -316,14 +428,34 @@ class OpenAIPolicy(Policy):
         if self.on_error == "raise":
             raise PolicyError(message + " (check that the server is up and serves this model; "
                               "--on-request-error unparseable scores failed requests as unparseable instead)")
-        self.errors.append(message)
-        return ""
+        with self._lock:
+            self.errors.append(message)
+        return RequestFailure(message)
 
     def __call__(self, obs: Observation) -> list[str]:
         images = images_to_numpy(obs.images)
-        return list(self._pool.map(self.complete, obs.prompts, list(images)))
+        futures = [self._pool.submit(self.complete, p, image) for p, image in zip(obs.prompts, images, strict=True)]
+        try:
+            # The first failure ends the wait, in whatever order the requests finish.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f.exception() for f in done if f.exception() is not None), None)
+            if failed is not None:
+                raise failed
+            return [f.result() for f in futures]
+        except BaseException:
+            # Stop now: without this the process waits for every request still in flight.
+            for f in futures:
+                f.cancel()
+            self.close()
+            raise
 
     def close(self) -> None:
+        """Cancel queued requests and abort the ones in flight (their threads end at once)."""
+        self._stop.set()
+        with self._lock:
+            live = list(self._live)
+        for connection in live:
+            self._abort(connection)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

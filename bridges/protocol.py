@@ -11,6 +11,9 @@ gets :data:`GENERIC`, which works for any ``jaxgym.Env``.
 (100, 'uniform', 100, 1.0, 'sign', 'raw')
 >>> protocol_for(jaxgym.make("2048")).replace(w_perception=0.5).w_perception
 0.5
+
+Evaluation presets (:func:`eval_preset`): ``"paper"`` (10 runs of 100 steps, the game's
+warm-up) and ``"lmgame"`` (lmgame-bench's settings for 2048 and Candy Crush / Swap).
 """
 
 from __future__ import annotations
@@ -175,3 +178,56 @@ def protocol_for(env: Env | str) -> GameProtocol:
     """The paper's protocol for ``env`` (an ``Env`` or a bare game name), else :data:`GENERIC`."""
     name = env if isinstance(env, str) else env.name
     return _PAPER.get(name, GENERIC)
+
+
+# -- evaluation presets ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalPreset:
+    """One game's evaluation setting under a named protocol: ``runs`` runs of ``steps`` steps
+    after ``warmup`` random actions (None: the game's ``eval_warmup``), on
+    ``jaxgym.make(game, **params)``."""
+
+    runs: int
+    steps: int
+    warmup: int | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+EVAL_PROTOCOLS: dict[str, dict[str, EvalPreset] | EvalPreset] = {
+    # The paper's avg@10: 10 runs of 100 steps after the game's warm-up, default boards.
+    "paper": EvalPreset(runs=10, steps=100),
+    # lmgame-bench (github.com/lmgame-org/GamingAgent @ 996d848):
+    #   gamingagent/configs/custom_01_2048/config.yaml: max_steps 1000, num_runs 3, on
+    #   gymnasium_2048's 4x4 board (gamingagent/envs/custom_01_2048/game_env_config.json),
+    #   from a fresh board;
+    #   gamingagent/configs/custom_03_candy_crush/config.yaml: max_steps 50, num_runs 3, and
+    #   gamingagent/envs/custom_03_candy_crush/game_env_config.json: num_rows 8, num_cols 8,
+    #   num_colours 4, num_moves 50, no specials -> Swap 8x8 with 4 colours of one shape.
+    "lmgame": {
+        "2048": EvalPreset(runs=3, steps=1000, warmup=0, params={"size": 4}),
+        "swap": EvalPreset(runs=3, steps=50, warmup=0, params={"size": 8, "colors": 4, "shapes": 1, "max_moves": 50}),
+    },
+}
+"""Named evaluation protocols: one preset for every game, or a preset per game name."""
+
+
+def eval_preset(protocol: str, game: str) -> EvalPreset:
+    """The evaluation preset of ``game`` (a bare or versioned id) under ``protocol``.
+
+    >>> eval_preset("lmgame", "swap").params["colors"], eval_preset("lmgame", "2048-v0").steps
+    (4, 1000)
+    >>> eval_preset("paper", "shisensho").runs
+    10
+    """
+    if protocol not in EVAL_PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r} is unknown; allowed: {sorted(EVAL_PROTOCOLS)}")
+    presets = EVAL_PROTOCOLS[protocol]
+    if isinstance(presets, EvalPreset):
+        return presets
+    name, sep, version = game.rpartition("-v")
+    name = name if sep and version.isdigit() else game
+    if name not in presets:
+        raise ValueError(f"protocol {protocol!r} has no setting for game {game!r}; it covers {sorted(presets)}")
+    return presets[name]

@@ -10,6 +10,8 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
     image = env.render(state)            # (448, 448, 3) uint8
 """
 
+import importlib.util
+
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, make_vec, register, registered_games
@@ -21,6 +23,11 @@ register("2048", 0, Game2048)
 register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
+
+if importlib.util.find_spec("gymnasium") is not None:  # gymnasium.make("jaxgym/<id>"); jaxgym needs no gymnasium
+    from jaxgym.gym_env import register_envs as _register_gymnasium_envs
+
+    _register_gymnasium_envs()
 
 __all__ = [
     "INVALID_ACTION",

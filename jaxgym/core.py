@@ -96,6 +96,29 @@ def computed_apart(fn: Any, *args: Any) -> Any:
     return out
 
 
+def host_actions(actions: Any) -> np.ndarray:
+    """Host integer actions as int32, values outside int32 clamped to its ends (which no
+    game accepts, so they stay penalised no-ops) instead of wrapping into legal indices.
+
+    Call it on host actions before they cross a jit boundary: with x64 off (JAX's default)
+    ``jax.jit`` narrows a 64-bit integer to int32 by wrapping *before* the jitted function
+    runs, so ``jax.jit(env.step)(s, np.int64(2**40 + 3), k)`` plays action 3 and no code
+    inside ``step`` can tell. ``env.step`` unjitted, ``GymnasiumVectorEnv.step`` and the
+    evaluator clamp this way; for your own jitted step pass ``host_actions(a)``, an int32
+    value, or a Python int (which JAX refuses with an ``OverflowError`` when it is too big).
+
+    >>> int(host_actions(np.int64(2**40 + 3))), host_actions([1, -2**40]).tolist()
+    (2147483647, [1, -2147483648])
+    """
+    values = np.asarray(actions)
+    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(f"actions must be integers (flat action indices), got dtype {values.dtype}")
+    info = np.iinfo(np.int32)
+    if values.dtype.itemsize >= 4 and values.size and (values.max() > info.max or values.min() < info.min):
+        values = np.clip(values, info.min, info.max)
+    return np.asarray(values, dtype=np.int32)
+
+
 def check_action(action: Any) -> Array:
     """Return ``action`` as an int32 scalar array, or raise if it is not an integer scalar.
 
@@ -121,7 +144,7 @@ def check_action(action: Any) -> Array:
             f"use jax.vmap(env.step) for a batch of states"
         )
     if isinstance(action, (np.integer, np.ndarray)):  # host value: clamp before JAX narrows it
-        return jnp.int32(np.clip(action, lo, hi))
+        return jnp.asarray(host_actions(action))
     info = jnp.iinfo(action.dtype)
     if info.bits > 32 or (info.bits == 32 and info.min == 0):
         action = jnp.clip(action, max(lo, info.min), min(hi, info.max))
@@ -167,7 +190,11 @@ class Env(abc.ABC):
     @abc.abstractmethod
     def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
         """Apply one flat integer action. Illegal or out-of-range actions are defined,
-        penalised no-ops (see the game's docstring); they never raise under ``jit``."""
+        penalised no-ops (see the game's docstring); they never raise under ``jit``.
+
+        Actions are int32. A 64-bit host integer outside int32 is clamped here when ``step``
+        runs unjitted, but ``jax.jit(env.step)`` receives it already wrapped by JAX (x64
+        off): clamp host actions with :func:`host_actions` before they cross a jit boundary."""
 
     @abc.abstractmethod
     def from_board(self, board: Any) -> State:

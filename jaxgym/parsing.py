@@ -14,6 +14,10 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _INT = re.compile(r"[-+]?[0-9]+")
 # Digits beyond these are noise: any such number is out of range for every game anyway.
 _MAX_DIGITS = 12
+MAX_ANSWER_CHARS = 4096
+"""Characters of an answer block that are read (an answer is a few numbers; NFKC can
+expand one character 18-fold, so the whole block of a hostile response would cost seconds
+and tens of MB per MB of text)."""
 
 
 def last_tag_content(text: object, tag: str) -> str | None:
@@ -50,8 +54,9 @@ def has_tag_pair(text: object, tag: str) -> bool:
 
 
 def normalize(text: str) -> str:
-    """Unicode NFKC (full-width digits and commas become ASCII)."""
-    return unicodedata.normalize("NFKC", text)
+    """Unicode NFKC (full-width digits and commas become ASCII) of the first
+    ``MAX_ANSWER_CHARS`` characters: what follows them is never read."""
+    return unicodedata.normalize("NFKC", text[:MAX_ANSWER_CHARS])
 
 
 def _to_int(token: str) -> int:
@@ -63,7 +68,7 @@ def _to_int(token: str) -> int:
 
 
 def ints(text: str, limit: int) -> list[int]:
-    """The first ``limit`` integers in ``text`` (after NFKC), in order.
+    """The first ``limit`` integers in ``text`` (after ``normalize``), in order.
 
     >>> ints("(0, 1) (0,2)", 4)
     [0, 1, 0, 2]

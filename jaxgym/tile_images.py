@@ -91,18 +91,35 @@ def pattern_tiles() -> TileImages:
     return TileImages(images, names, "patterns")
 
 
+# Exactly the globals a CIFAR-10 pickle names, by full module path: the original files
+# (numpy 1 era) say numpy.core.multiarray, pickles re-written under numpy 2 say
+# numpy._core.multiarray; Python 3 writes bytes into protocol-2 pickles as
+# _codecs.encode(text, "latin1"). Any other module, even another numpy.* one, is refused
+# before it is imported (importing numpy.f2py.__main__ alone runs f2py).
+_CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+})
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: CIFAR-10's files need nothing
     else, and a pickle from an untrusted download must not run arbitrary code."""
 
-    _ALLOWED = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
-
     def find_class(self, module: str, name: str) -> Any:
-        numpy_part = (module == "numpy" or module.startswith("numpy.")) and name in self._ALLOWED
-        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, "latin1").
-        if numpy_part or (module, name) == ("_codecs", "encode"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 file")
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a CIFAR-10 file: only numpy arrays and plain containers are "
+                f"allowed (is this file really from {CIFAR10_URL}?)"
+            )
+        if module == "numpy.core.multiarray":  # numpy 2 renamed it; the old path only warns and forwards
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
 
 
 def _unpickle(path: str) -> dict:

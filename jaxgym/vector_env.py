@@ -17,11 +17,10 @@ from typing import Any
 
 import gymnasium
 import jax
-import jax.numpy as jnp
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from jaxgym.core import Env, check_int_param
+from jaxgym.core import Env, check_int_param, host_actions
 from jaxgym.registry import make
 from jaxgym.wrappers import TimeLimit, restart_where
 
@@ -119,7 +118,8 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
                 f"actions must be an integer array of shape ({self.num_envs},), got {actions.dtype} {actions.shape}"
             )
         self._key, key = jax.random.split(self._key)
-        self._state, stepped, obs, done = self._step(self._state, jnp.asarray(actions, jnp.int32), key)
+        # Clamped on the host: jnp.asarray(..., jnp.int32) would wrap 2**40 + 3 into action 3.
+        self._state, stepped, obs, done = self._step(self._state, host_actions(actions), key)
         info = self._info(stepped)
         done = np.asarray(done)
         if done.any():

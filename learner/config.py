@@ -337,10 +337,14 @@ def coerce(key: str, value: Any) -> Any:
                 raise ValueError(f"{key}={value!r} is not a JSON object ({error})") from error
         elif hint in (int, float):
             try:
-                value = hint(float(text)) if hint is int and "e" in text.lower() else hint(text)
-            except ValueError as error:
-                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from error
-            return value
+                number = hint(text) if hint is float or "e" not in text.lower() else float(text)
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from None
+            if hint is int and isinstance(number, float):  # 1e3 is an int, 1.5e0 is not
+                if not number.is_integer():
+                    raise ValueError(f"{key}={value!r} is not a whole number; {key} needs an int")
+                number = int(number)
+            return number
         else:
             return text
     if value is None:
@@ -375,11 +379,61 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ValueError(f"cannot read config file {str(path)!r}: {reason}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"config file {str(path)!r} is not valid YAML{at}: {problem}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of keys to values, got {type(data).__name__}")
     return data
+
+
+RESUME_SAFE_KEYS = ("steps", "run_dir", "resume", "dump_every", "dump_groups", "save_every", "keep_checkpoints",
+                    "eval_every", "export", "tensorboard", "progress", "torch_threads")
+"""The keys a resumed run may set differently from the run it continues: how long it runs and
+what it logs and keeps. Everything else shapes the training itself (the game, the model, the
+optimizer, the batch) and must stay what the checkpoint was trained with."""
+
+
+def saved_run_config(resume: str | Path) -> dict[str, Any]:
+    """The saved config of the run ``resume`` names: a checkpoint's manifest config, else the
+    run directory's ``config.yaml``. Raises ``ValueError`` if neither exists."""
+    from learner import checkpoint
+
+    path = Path(resume)
+    manifest = path / checkpoint.MANIFEST
+    if manifest.is_file():
+        saved = checkpoint.read_json(manifest).get("config")
+        if isinstance(saved, dict):
+            return saved
+    config_file = checkpoint.run_dir_of(path) / "config.yaml"
+    if not config_file.is_file():
+        raise ValueError(f"resume={str(resume)!r} is not a run directory or checkpoint: it has no {config_file.name} "
+                         f"(pass the directory a training run printed at its start)")
+    return load_yaml(config_file)
+
+
+def check_resume_config(saved: dict[str, Any], config: TrainConfig, *, source: str | Path) -> None:
+    """Raise ``ValueError`` if ``config`` changes a key outside ``RESUME_SAFE_KEYS`` from the
+    ``saved`` config of the run it resumes, naming every such key with both values."""
+    try:
+        base = from_dict(saved)
+    except ValueError as error:
+        raise ValueError(f"the saved config of {str(source)!r} is not readable: {error}") from None
+    changed = [f"{f.name}: saved {getattr(base, f.name)!r}, now {getattr(config, f.name)!r}"
+               for f in dataclasses.fields(TrainConfig)
+               if f.name not in RESUME_SAFE_KEYS and getattr(base, f.name) != getattr(config, f.name)]
+    if changed:
+        raise ValueError(f"cannot resume {str(source)!r} with different settings ({'; '.join(changed)}); a resumed run "
+                         f"may change only {', '.join(RESUME_SAFE_KEYS)}. Start a new run to change the others")
 
 
 def _split_overrides(argv: Sequence[str]) -> list[tuple[str, str]]:
@@ -418,14 +472,22 @@ def parse_args(argv: Sequence[str]) -> TrainConfig:
             continue
         else:
             overrides.append((key, value))
-    preset = str(yaml_values.get("preset", preset))
-    for key, value in overrides:
-        if key == "preset":
-            preset = value
-    if preset not in PRESETS:
-        raise ValueError(f"preset={preset!r} is unknown; allowed: {', '.join(PRESETS)}")
-    config = from_dict(dict(PRESETS[preset], preset=preset))
+    resume = next((coerce("resume", v) for k, v in reversed(overrides) if k == "resume"),
+                  coerce("resume", yaml_values.get("resume", "")))
+    if resume:
+        # The run's own settings are the base; a run directory moved since is found where it is now.
+        config = from_dict(dict(saved_run_config(resume), run_dir="", resume=resume))
+    else:
+        preset = str(yaml_values.get("preset", preset))
+        for key, value in overrides:
+            if key == "preset":
+                preset = value
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown; allowed: {', '.join(PRESETS)}")
+        config = from_dict(dict(PRESETS[preset], preset=preset))
     config = from_dict(yaml_values, config)
     for key, value in overrides:
         setattr(config, key, coerce(key, value))
+    if resume:
+        check_resume_config(saved_run_config(resume), config, source=resume)
     return config

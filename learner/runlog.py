@@ -27,7 +27,7 @@ import numpy as np
 class MetricsLog:
     """Appends one JSON line per step; mirrors scalars to TensorBoard when available."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, *, tensorboard: bool = True, purge_step: int | None = None):
         self.path = run_dir / "metrics.jsonl"
         self.writer = None
         if tensorboard:
@@ -36,7 +36,8 @@ class MetricsLog:
             except ImportError:  # tensorboard is optional, not a dependency
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+                # purge_step: TensorBoard hides the events a crashed run wrote after its checkpoint.
+                self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
@@ -65,6 +66,32 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_logs(run_dir: Path, step: int) -> None:
+    """Cut a run's logs back to ``step`` (a resume from that step's checkpoint writes the
+    later steps again): metrics lines and rollout dumps of later steps go, and so does an
+    unterminated last line of a process killed mid-write. The metrics file is replaced
+    atomically."""
+    import shutil
+
+    from learner.checkpoint import write_text_atomic
+
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if line.endswith("\n") and isinstance(record, dict) and isinstance(record.get("step"), int) \
+                    and record["step"] <= step:
+                kept.append(line)
+        write_text_atomic(path, "".join(kept))
+    for dump in (run_dir / "rollouts").glob("step_*"):
+        if dump.name[5:].isdigit() and int(dump.name[5:]) > step:
+            shutil.rmtree(dump, ignore_errors=True)
 
 
 def dump_rollouts(

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         trainer = GRPOTrainer(config)
-    except ValueError as error:  # bad input found while building the run (model, game, sizes)
+    except (ValueError, ImportError) as error:  # bad input found while building the run (model, game, sizes)
         print(f"error: {error}", file=sys.stderr)
         return 2
     trainer.train()

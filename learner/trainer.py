@@ -37,15 +37,16 @@ import numpy as np
 import torch
 
 from learner import algorithms
+from learner import checkpoint as ckpt
 from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompts, format_token_budget
-from learner.config import TrainConfig
+from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
 from learner.measures import paper_measures
 from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
-from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics
+from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = ckpt.CHECKPOINTS
 REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
 EVAL_SEED_OFFSET = 7_777_777  # held-out evaluation states come from a sampler seeded far from training's
 SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
@@ -107,6 +108,8 @@ class GRPOTrainer:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no tokenizer threads fighting for the cores
         self.rank, self.local_rank, self.world_size = init_distributed()
         config, note = resolve_cold_start(config)
+        if config.resume:  # before anything is built from it: the run's own settings, or a clear refusal
+            check_resume_config(saved_run_config(config.resume), config, source=config.resume)
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
@@ -168,9 +171,15 @@ class GRPOTrainer:
         self._rollout_stale = False
         if config.resume:
             self.resume(config.resume)
-            self._rollout_stale = config.rollout_engine != "hf"  # it was built from the initial weights
-        self.metrics = MetricsLog(self.run_dir, tensorboard=config.tensorboard) if self.rank == 0 else None
+            self._rollout_stale = not self.rollout.shares_training_weights  # built from the initial weights
+        self.metrics = None
         if self.rank == 0:
+            # Created only now, so a start that fails leaves no empty run directory behind.
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if config.resume:  # a crash after the checkpoint left log lines the resumed run writes again
+                truncate_logs(self.run_dir, self.step)
+            self.metrics = MetricsLog(self.run_dir, tensorboard=config.tensorboard,
+                                      purge_step=self.step + 1 if config.resume else None)
             self._write_config()
 
     # -- setup -----------------------------------------------------------------------------
@@ -180,7 +189,7 @@ class GRPOTrainer:
         if config.run_dir:
             path = config.run_dir
         elif config.resume:
-            path = str(_run_dir_of(Path(config.resume)))
+            path = str(ckpt.run_dir_of(Path(config.resume)))
         else:
             path = f"runs/{self.env.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if self.world_size > 1:
@@ -193,23 +202,27 @@ class GRPOTrainer:
         if not config.resume and (run_dir / "metrics.jsonl").exists():
             raise ValueError(f"run_dir={str(run_dir)!r} already holds a run (metrics.jsonl); continue it with "
                              f"--resume {run_dir} or choose another run_dir")
-        if self.rank == 0:
-            run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
 
     def _write_config(self) -> None:
         import yaml
 
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        ckpt.write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     def _rollout_engine(self) -> Any:
         if self.config.rollout_engine == "hf":
             return HFRolloutEngine(self.engine.policy, self.processor, gather=self.engine.gathered)
-        if self.config.model == TINY:
-            raise ValueError("rollout_engine='vllm' needs a real checkpoint (--model); the tiny built-in model "
-                             "is for rollout_engine='hf'")
+        source = self.config.model
+        if source in TINY_PRESETS:  # vLLM loads from a directory: the built policy, exported once
+            source = str(self.run_dir / "rollout_model")
+            self.engine.export(source, self.processor)
+            if self.world_size > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
         return VLLMRolloutEngine(
-            self.config.model, self.processor, seed=self.config.seed + self.rank,
+            source, self.processor, seed=self.config.seed + self.rank,
+            dtype="bfloat16" if self.config.precision == "bf16" else "float32",
             gpu_memory_utilization=self.config.vllm_gpu_memory_utilization,
             max_model_len=self.config.max_prompt_tokens + self.config.max_response_tokens,
             max_pixels=self.config.vllm_max_pixels,
@@ -268,7 +281,7 @@ class GRPOTrainer:
             with timer("update"):
                 update_metrics = self._update(prompts, rollouts, use_stored_old=separate_old)
             # A rollout engine with its own copy of the weights (vLLM) needs the new ones.
-            self._rollout_stale = self.config.rollout_engine != "hf"
+            self._rollout_stale = not self.rollout.shares_training_weights
         self.step += 1
 
         lengths = np.array([len(t) for t in generation.token_ids])
@@ -490,51 +503,76 @@ class GRPOTrainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self) -> Path:
-        """Checkpoint everything a bitwise resume needs (collective: call on every rank)."""
-        directory = self.run_dir / CHECKPOINTS / f"step_{self.step:06d}"
-        self.engine.save(directory, client_state={"step": self.step, "config": self.config.to_dict()})
-        rng = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "sampler": self.sampler.state_dict(),
-            "score_key": _key_data(self.score_key),
-        }
-        torch.save(rng, directory / f"rng_rank{self.rank}.pt")
+        """Checkpoint everything a bitwise resume needs (collective: call on every rank).
+
+        Written into a partial directory and renamed once complete (``learner.checkpoint``),
+        so a process killed mid-write never leaves a checkpoint that looks usable."""
+        root = self.run_dir / CHECKPOINTS
+        directory = root / f"step_{self.step:06d}"
+        partial = ckpt.partial_dir(root, directory.name)
+        if self.rank == 0:
+            shutil.rmtree(partial, ignore_errors=True)  # left by a write that was killed
+        self._barrier()
+        self.engine.save(partial, client_state={"step": self.step})
+        rng = ckpt.rng_state(self.sampler.state_dict(), _key_data(self.score_key))
+        ckpt.write_text_atomic(partial / f"rng_rank{self.rank}.json", json.dumps(rng))
+        self._barrier()
+        if self.rank == 0:
+            ckpt.finish(partial, directory, step=self.step, world_size=self.world_size, config=self.config.to_dict())
+            ckpt.write_text_atomic(root / "latest", directory.name)
+            if self.config.keep_checkpoints:
+                older = [p for p in ckpt.step_dirs(self.run_dir) if p != directory]
+                for stale in older[self.config.keep_checkpoints - 1:]:
+                    ckpt.remove(stale)
+        self._barrier()
+        return directory
+
+    def _barrier(self) -> None:
         if self.world_size > 1:
             import torch.distributed as dist
 
             dist.barrier()
-        if self.rank == 0:
-            (self.run_dir / CHECKPOINTS / "latest").write_text(directory.name)
-            if self.config.keep_checkpoints:
-                older = sorted(p for p in (self.run_dir / CHECKPOINTS).glob("step_*") if p != directory)
-                for stale in older[: max(0, len(older) - self.config.keep_checkpoints + 1)]:
-                    shutil.rmtree(stale)
-        return directory
 
     def resume(self, source: str) -> None:
         """Restore model, optimizer, scheduler, step and every RNG from a checkpoint (a
-        checkpoint directory, or a run directory: its latest checkpoint)."""
+        checkpoint directory, or a run directory: its newest complete checkpoint, falling
+        back to older ones with a warning). A run with no checkpoint yet starts from step 0."""
+        found = ckpt.candidates(Path(source), self.echo)
+        if not found:
+            self.echo(f"warning: {source} has no checkpoint yet (the run stopped before its first one); "
+                      f"starting it again from step 0 with its saved config.")
+            return
+        for index, (directory, manifest) in enumerate(found):
+            try:
+                self._load_checkpoint(directory, manifest)
+                break
+            except ckpt.CheckpointError as error:
+                if index == len(found) - 1:
+                    raise
+                self.echo(f"warning: {error}; falling back to {found[index + 1][0]}")
+        self.echo(f"Resumed from {directory} at step {self.step}.")
+
+    def _load_checkpoint(self, directory: Path, manifest: dict[str, Any]) -> None:
         import jax
 
-        directory = _checkpoint_dir(Path(source))
-        client_state = self.engine.load(directory)
-        self.step = int(client_state["step"])
-        rng_file = directory / f"rng_rank{self.rank}.pt"
+        if manifest.get("world_size", self.world_size) != self.world_size:
+            raise ckpt.CheckpointError(f"checkpoint {directory} was saved by {manifest['world_size']} rank(s), this "
+                                       f"run has {self.world_size}; resume with the number of ranks it was saved with")
+        rng_file = directory / f"rng_rank{self.rank}.json"
         if not rng_file.is_file():
-            raise ValueError(f"checkpoint {str(directory)!r} has no RNG state for rank {self.rank} ({rng_file.name}); "
-                             f"resume with the number of ranks it was saved with")
-        rng = torch.load(rng_file, weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self.sampler.load_state_dict(rng["sampler"])
-        self.score_key = jax.random.wrap_key_data(rng["score_key"])
-        self.echo(f"Resumed from {directory} at step {self.step}.")
+            raise ckpt.CheckpointError(f"checkpoint {directory} has no RNG state for rank {self.rank} "
+                                       f"({rng_file.name}); resume with the number of ranks it was saved with")
+        rng = ckpt.read_json(rng_file)  # parsed before any weight is touched
+        if not isinstance(rng, dict):
+            raise ckpt.CheckpointError(f"{rng_file} is not a valid RNG state file")
+        self.engine.load(directory)
+        self.step = int(manifest["step"])
+        sampler_state, score_key = ckpt.set_rng_state(rng, str(rng_file))
+        try:
+            self.sampler.load_state_dict(sampler_state)
+            self.score_key = jax.random.wrap_key_data(score_key)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ckpt.CheckpointError(f"{rng_file}: the sampler or score key cannot be restored ({error})") from None
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -641,21 +679,6 @@ def _key_data(key: Any) -> np.ndarray:
     import jax
 
     return np.asarray(jax.random.key_data(key))
-
-
-def _run_dir_of(path: Path) -> Path:
-    """The run directory of a run or checkpoint path."""
-    if path.parent.name == CHECKPOINTS:
-        return path.parent.parent
-    return path
-
-
-def _checkpoint_dir(path: Path) -> Path:
-    if (path / CHECKPOINTS / "latest").is_file():
-        return path / CHECKPOINTS / (path / CHECKPOINTS / "latest").read_text().strip()
-    if (path / "state").is_dir() or (path / "latest").is_file():
-        return path
-    raise ValueError(f"resume={str(path)!r} is neither a run directory with checkpoints nor a checkpoint directory")
 
 
 def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> str:

@@ -42,6 +42,7 @@ def test_reset_and_step_compile_once(env):
 
 
 @pytest.mark.parametrize("batch", [1, 1024])
+@pytest.mark.slow
 def test_jit_vmap_shapes_and_dtypes(env, batch):
     keys = jax.random.split(jax.random.key(1), batch)
     states = jax.jit(jax.vmap(env.reset))(keys)
@@ -63,6 +64,7 @@ def test_jit_vmap_shapes_and_dtypes(env, batch):
     chex.assert_type(images, jnp.uint8)
 
 
+@pytest.mark.slow
 def test_same_key_same_result(env):
     def rollout(key):
         state = env.reset(key)
@@ -78,12 +80,14 @@ def test_same_key_same_result(env):
     assert not np.array_equal(first[0].board, other[0].board)
 
 
+@pytest.mark.slow
 def test_fresh_boards_are_never_terminal(env):
     states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(5), 512))
     assert not bool(jnp.any(states.terminated))
     assert bool(jnp.all(jnp.any(states.legal_action_mask, axis=-1)))
 
 
+@pytest.mark.slow
 def test_vmapped_render_equals_single_render(env):
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(6), 3))
     batch = jax.jit(jax.vmap(env.render))(states)
@@ -92,6 +96,7 @@ def test_vmapped_render_equals_single_render(env):
         assert np.array_equal(batch[i], single)
 
 
+@pytest.mark.slow
 def test_time_limit_truncates_and_auto_reset_restarts(env):
     wrapped = jaxgym.AutoReset(jaxgym.TimeLimit(env, max_steps=3))
     step = jax.jit(wrapped.step)
@@ -107,6 +112,7 @@ def test_time_limit_truncates_and_auto_reset_restarts(env):
     assert wrapped.id == env.id and wrapped.num_actions == env.num_actions
 
 
+@pytest.mark.slow
 def test_auto_reset_step_batch_equals_vmapped_step(env):
     # Half the boards start a step later, so some steps end no episode (the cond skips the
     # resets), some end a few, and every step must match the per-board select exactly.
@@ -170,6 +176,7 @@ def test_prompt_and_describe_are_text(env):
     assert isinstance(text, str) and text.count("\n") == np.asarray(state.board).shape[0] - 1
 
 
+@pytest.mark.slow
 def test_make_vec_gymnasium_adapter(env):
     venv = jaxgym.make_vec(env.name, 4, max_steps=2, image_size=IMAGE)
     obs, info = venv.reset(seed=0)

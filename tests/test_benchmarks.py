@@ -40,6 +40,7 @@ def test_random_legal_action_without_legal_actions_is_zero():
     assert int(throughput.random_legal_action(jax.random.key(0), jnp.zeros(20736, bool))) == 0
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_rows_table_and_plot(tmp_path, capsys):
     rows = throughput.main(
         [

@@ -103,6 +103,7 @@ def test_answer_variants_parse_to_the_same_action(game_id):
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_out_of_range_numbers_are_illegal_never_wrapped(game_id):
     env = small_env(game_id)
     texts = []
@@ -153,6 +154,7 @@ def test_adversarial_inputs_parse_in_bounded_time(game_id):
         assert elapsed < PARSE_BOUND_S, f"{name}: {elapsed:.2f}s"
 
 
+@pytest.mark.slow
 def test_adversarial_responses_score_in_bounded_time():
     env = small_env("2048")
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))

@@ -17,6 +17,7 @@ LEGAL_DEPTH = 4  # the scoring tests sample with the same settings: one compile
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_paper_sampling_shapes_and_no_finished_boards(game_id):
     env = small_env(game_id)
     sampler = StateSampler(env, seed=1)
@@ -51,6 +52,7 @@ def test_same_seed_same_states_and_resume(game_id):
     assert resumed.state_dict() == a.state_dict()
 
 
+@pytest.mark.slow
 def test_different_seeds_differ_and_compile_once():
     env = small_env("2048")
     sampler = StateSampler(env, seed=0)
@@ -69,6 +71,7 @@ def tile_sum(states) -> np.ndarray:
     return np.where(board > 0, 2**board, 0).sum(axis=(1, 2))
 
 
+@pytest.mark.slow
 def test_2048_paper_depth_is_100_uniform_actions():
     # Uniform play takes illegal moves too (no-ops that still count as steps): a board that
     # did not finish a game has exactly 100 steps and fewer tiles than 100 legal moves
@@ -86,6 +89,7 @@ def test_2048_paper_depth_is_100_uniform_actions():
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_legal_random_action_picks_legal_actions(game_id):
     env = small_env(game_id)
     states, _ = StateSampler(env, mode="legal", depth=LEGAL_DEPTH, seed=2).sample(BATCH)
@@ -96,6 +100,7 @@ def test_legal_random_action_picks_legal_actions(game_id):
     assert np.take_along_axis(mask, actions, axis=1).all()
 
 
+@pytest.mark.slow
 def test_finished_boards_restart_during_random_play():
     # A time limit of 7 steps inside 30 random steps: every board is truncated and restarts
     # (at steps 7, 14, 21, 28), so it ends with 2 steps since its last reset.
@@ -108,6 +113,7 @@ def test_finished_boards_restart_during_random_play():
     np.testing.assert_array_equal(np.asarray(end.step_count), 2)
 
 
+@pytest.mark.slow
 def test_random_depth_mode_spreads_depths():
     env = small_env("2048")
     states, _ = StateSampler(env, mode="random-depth", depth=40, seed=0).sample(256)

@@ -52,6 +52,7 @@ def mixed_responses(env, states, rng):
     return responses, np.array(expected_actions, np.int32)
 
 
+@pytest.mark.slow
 def test_rewards_equal_per_state_env_step(batch):
     env, states = batch
     before = jax.device_get(states)
@@ -118,6 +119,7 @@ def test_weights_are_applied(batch):
     assert s.format.any() and s.perception.any() and (~s.legal).any()
 
 
+@pytest.mark.slow
 def test_custom_shaping_is_applied():
     env = small_env("2048")
     states, _ = StateSampler(env, mode="legal", depth=4, seed=11).sample(B)

@@ -40,6 +40,7 @@ RUNS, STEPS = 16, 2  # 16 boards: the sampler tests compile the same warm-up pro
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_cli_random_policy_writes_readable_outputs(game_id, tmp_path, capsys, monkeypatch):
     env = small_env(game_id)
     if game_id != GAMES[0]:
@@ -80,6 +81,7 @@ def test_cli_random_policy_writes_readable_outputs(game_id, tmp_path, capsys, mo
     assert frames[0].shape[0] >= height and frames[0].shape[1] >= width
 
 
+@pytest.mark.slow
 def test_evaluation_is_seeded_and_scores_follow_the_protocol():
     env = small_env("2048")
     # 16 runs: the sampler tests compile the same warm-up program.
@@ -95,6 +97,7 @@ def test_evaluation_is_seeded_and_scores_follow_the_protocol():
     assert "mean" in summary_table(a)
 
 
+@pytest.mark.slow
 def test_games_that_end_restart_inside_the_run():
     # A 2-move time limit ends every episode at its second move; the runs go on through
     # fresh boards and the score keeps accumulating across episodes.
@@ -115,6 +118,7 @@ def test_games_that_end_restart_inside_the_run():
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_baselines_choose_legal_best_moves(game_id):
     env = small_env(game_id)
     # Boards after some legal play, where rewards differ between moves.
@@ -363,6 +367,7 @@ def test_hf_policy_rejects_bad_settings_before_loading_a_model(tmp_path, options
         make_policy(f"hf:{tmp_path / 'missing'}", small_env("2048"), **options)
 
 
+@pytest.mark.slow
 def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
     from bridges.hf_policy import HFPolicy
     from learner import models

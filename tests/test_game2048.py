@@ -37,6 +37,7 @@ def random_boards(rng: np.random.Generator, n: int, size: int = 4) -> np.ndarray
     return np.where(rng.uniform(size=boards.shape) < empty_p, 0, boards).astype(np.int32)
 
 
+@pytest.mark.slow
 def test_worked_example_of_games_md():
     board = jnp.array([[1, 1, 1, 1], [2, 0, 2, 0], [1, 2, 1, 2], [0, 0, 0, 0]])
     expected = {
@@ -91,6 +92,7 @@ def test_moves_legality_and_termination_match_gymnasium_2048(size):
             assert terminal[i] == (not legal[i].any())
 
 
+@pytest.mark.slow
 def test_step_is_move_then_one_spawn_and_matches_oracle():
     """Through env.step: an illegal move is a no-op; a legal one is gymnasium-2048's board
     plus exactly one new 2 or 4 on a cell the move left empty; termination as the oracle."""
@@ -165,6 +167,7 @@ board_strategy = st.lists(st.integers(0, 10), min_size=16, max_size=16).map(
 
 @settings(max_examples=300, deadline=None)
 @given(board=board_strategy, action=st.integers(0, 3), seed=st.integers(0, 2**31 - 1))
+@pytest.mark.slow
 def test_tile_total_grows_by_the_spawn_and_reward_is_sum_of_merges(board, action, seed):
     state = FROM_BOARD(jnp.asarray(board))
     out = STEP(state, jnp.int32(action), jax.random.key(seed))
@@ -299,6 +302,7 @@ def test_unknown_games_raise_listing_known_ones():
 
 
 @pytest.mark.parametrize("size", [3, 5, 8])
+@pytest.mark.slow
 def test_other_sizes_play_legal_games_to_the_end(size):
     env = jaxgym.make("2048", size=size, image_size=112)
     state = env.reset(jax.random.key(size))

@@ -72,6 +72,7 @@ def test_bad_values_are_named():
     assert TrainConfig().validate() == TrainConfig()
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     missing = str(tmp_path / "no" / "model")
     assert train.main(["--model", missing, "--run_dir", str(tmp_path / "run"), "--game", "2048"]) == 2
@@ -85,6 +86,7 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert "--kl_coef" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = train.main([

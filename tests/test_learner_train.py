@@ -23,6 +23,7 @@ def _parameters(trainer: GRPOTrainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(("zero_stage", "precision"), [(2, "fp32"), (3, "bf16")])
+@pytest.mark.slow
 def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_stage, precision):
     # lr 1e-2: Adam's first step then moves even a norm weight of 1.0 by more than a bf16 ulp.
     config = small_config(str(tmp_path / "run"), zero_stage=zero_stage, precision=precision, lr=1e-2)
@@ -48,6 +49,7 @@ def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_st
         assert torch.equal(param.float(), after[checkpoint_name(name)]), name
 
 
+@pytest.mark.slow
 def test_micro_batching_and_gradient_checkpointing_do_not_change_the_update(tmp_path):
     results = []
     # One micro-batch; or 3 + 3 + 2 sequences accumulated under ZeRO-2 with recomputed activations.
@@ -66,6 +68,7 @@ def test_micro_batching_and_gradient_checkpointing_do_not_change_the_update(tmp_
         torch.testing.assert_close(micro_params[name], whole_params[name], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_several_updates_per_batch_use_recomputed_old_logprobs(tmp_path):
     config = small_config(str(tmp_path / "run"), states_per_step=4, updates_per_step=2, ppo_epochs=2, lr=1e-2,
                           clip_high=0.28, dual_clip=3.0, kl_estimator="k2", loss_aggregation="seq-mean-token-mean",
@@ -93,6 +96,7 @@ def test_several_updates_per_batch_use_recomputed_old_logprobs(tmp_path):
     assert metrics["rollout_logprob_gap/max"] < 1e-3  # old log-probs were computed before any update
 
 
+@pytest.mark.slow
 def test_a_step_whose_groups_are_all_dropped_changes_nothing(tmp_path):
     config = small_config(str(tmp_path / "run"), drop_zero_variance_groups=True)
     trainer = GRPOTrainer(config, scorer=TextRewardScorer(lambda text: 1.0), echo=_quiet)
@@ -105,6 +109,7 @@ def test_a_step_whose_groups_are_all_dropped_changes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("zero_stage", [0, 3])
+@pytest.mark.slow
 def test_resume_is_bitwise(tmp_path, zero_stage):
     def run(run_dir, steps, resume="", **overrides):
         config = small_config(str(run_dir), steps=steps, resume=resume, sample_depth=3, zero_stage=zero_stage,
@@ -142,6 +147,7 @@ def _reward_curve(tmp_path, name: str, steps: int) -> list[float]:
     return [trainer.train_step()["reward/overall"] for _ in range(steps)]
 
 
+@pytest.mark.slow
 def test_reward_rises_and_does_not_with_the_advantage_sign_flipped(tmp_path, monkeypatch):
     # The reward: the share of digits in the response (about 0.05 for the random tiny model).
     steps = 12

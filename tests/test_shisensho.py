@@ -239,6 +239,7 @@ def test_worked_examples(rows, pair, connects):
 # The kernel against the search on thousands of boards
 
 
+@pytest.mark.slow
 def test_kernel_equals_search_on_5000_random_boards():
     rng = np.random.default_rng(2025)
     total = 0
@@ -421,6 +422,7 @@ def test_reset_and_step_compile_once(game):
 
 @pytest.mark.parametrize("game", sorted(COMPILED))
 @pytest.mark.parametrize("batch", [1, BATCH])
+@pytest.mark.slow
 def test_jit_vmap_shapes_and_dtypes(game, batch):
     env, fn = COMPILED[game]
     n = env.size
@@ -682,6 +684,7 @@ def test_action_codec():
 # Bad input
 
 
+@pytest.mark.slow
 def test_bad_actions_are_penalised_no_ops():
     state = FN.from_board(parse_board(WORKED_EXAMPLES[0][0]))
     step = FN.step
@@ -780,6 +783,7 @@ def write_fake_cifar(root: str, per_batch: int = 30) -> np.ndarray:
     return images
 
 
+@pytest.mark.slow
 def test_cifar10_loader_reads_the_pickle_layout(tmp_path):
     batches = write_fake_cifar(str(tmp_path))
     tiles = tile_images.load_cifar10(tmp_path, images_per_class=4)

@@ -243,6 +243,7 @@ def test_fill_matches_the_papers_row_major_generator():
     assert got.tolist() == ref_fill(stubborn) and np_has_run(got)
 
 
+@pytest.mark.slow
 def test_reset_is_fill_then_settle_as_in_a_move():
     keys = jax.random.split(jax.random.key(12), BATCH)
     states = reset_batch(keys)
@@ -278,6 +279,7 @@ def rollout(seed: int, steps: int, legal_fraction: float = 0.5):
 
 @settings(max_examples=3, deadline=None, derandomize=False)
 @given(seed=st.integers(0, 2**31 - 1))
+@pytest.mark.slow
 def test_every_step_keeps_the_invariants_and_invalid_moves_change_nothing(seed):
     """3 seeds x 1024 boards x 4 steps = 12,288 random steps per run, checked vectorised."""
     for before, actions, _, after in rollout(seed, steps=4):
@@ -418,6 +420,7 @@ HAND_MADE = {
 
 
 @pytest.mark.parametrize("name", list(HAND_MADE))
+@pytest.mark.slow
 def test_hand_made_boards_score_exactly(name):
     cells, pair, reward, waves = HAND_MADE[name]
     board = board_with(cells)
@@ -464,6 +467,7 @@ def test_a_plus_counts_its_centre_once():
         raise AssertionError("every key cascaded")
 
 
+@pytest.mark.slow
 def test_settle_cap_falls_back_to_a_settled_board(monkeypatch):
     board = board_with({(0, 0): A_, (0, 1): A_, (0, 2): A_})
     monkeypatch.setattr(swap_lib, "MAX_SETTLE_STEPS", 0)  # read when settle is traced
@@ -477,6 +481,7 @@ def test_settle_cap_falls_back_to_a_settled_board(monkeypatch):
             assert ref_settled(fallback), (size, first, second)
 
 
+@pytest.mark.slow
 def test_small_palette_and_board_keep_the_invariants():
     """4 kinds on 5x5: long cascades, frequent reshuffles; the invariants still hold."""
     env = jaxgym.make("swap", size=5, colors=2, shapes=2)
@@ -539,6 +544,7 @@ def test_fresh_board_statistics_match_the_paper():
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reset_and_step_compile_once():
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -557,6 +563,7 @@ def test_reset_and_step_compile_once():
 
 
 @pytest.mark.parametrize("batch", [1, BATCH])
+@pytest.mark.slow
 def test_jit_vmap_shapes_and_dtypes(batch):
     states = reset_batch(jax.random.split(jax.random.key(0), batch))
     actions = jnp.zeros(batch, jnp.int32)
@@ -668,6 +675,7 @@ def test_golden_image():
     assert_matches_golden(image, "swap_8x8")
 
 
+@pytest.mark.slow
 def test_render_shows_the_board_and_the_status():
     state = ENV.from_board(np.array(GOLDEN_BOARD))
     renderer = ENV._renderer

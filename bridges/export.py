@@ -1,0 +1,335 @@
+"""Training states as a Hugging Face dataset for other trainers (TRL, EasyR1, verl, OpenRLHF).
+
+    ds = to_dataset("shisensho", 256, seed=0)                         # in memory
+    to_dataset("2048", 1000, seed=0, out="exports/2048")              # streamed to parquet
+    python -m bridges.export --game shisensho --states 1000 --out exports/shisensho
+
+States come from ``bridges.sampler.StateSampler`` in its ``"paper"`` mode by default, i.e.
+exactly as the learner samples them (the game's warm-up protocol from ``bridges.protocol``),
+``batch_size`` states per jitted call: with ``seed=s`` and ``batch_size=b`` the rows are the
+states the learner draws with a sampler seed ``s`` and ``states_per_step=b`` on one rank. The
+same arguments give the same rows, byte for byte.
+
+One row per state (see :data:`COLUMN_DOCS`); each trainer reads the columns it names:
+
+    ==============  ============================================================================
+    ``prompt``      TRL: chat messages ``[{"role": "user", "content": <game prompt>}]``; TRL
+                    inserts the image placeholder for the ``images`` column itself
+    ``images``      TRL, EasyR1, verl: a list of one PNG board image (PIL when read back)
+    ``problem``     EasyR1 (``data.prompt_key=problem``): ``"<image>" + prompt``
+    ``verl_prompt`` verl (``data.prompt_key=verl_prompt``): ``[{"role": "user", "content":
+                    "<image>" + prompt}]``
+    ``answer``      the ground truth, a JSON string (:func:`ground_truth`): EasyR1's
+                    ``answer_key``, OpenRLHF's ``label_key``, TRL's reward functions' column
+    ``reward_model`` verl: ``{"style": "rule", "ground_truth": answer}``
+    ``data_source`` verl: ``"jaxgym/<game id>"``
+    ``extra_info``  verl: ``{"index": row index, "split": "train"}``
+    ``perception``  the exact perception text of the board (``env.describe``)
+    ``game``        the versioned game id, e.g. ``"shisensho-v0"``
+    ==============  ============================================================================
+
+The ground truth holds the game id, its parameters, every field of the state (dtype, shape,
+values) and a scoring seed: :func:`load_state` rebuilds the exact state, and
+``bridges.trainer_rewards`` scores any response against it with ``bridges.scoring``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+import jaxgym
+from bridges.sampler import MODES, StateSampler
+from bridges.scoring import unbatch
+from bridges.torch_io import images_to_pil
+from jaxgym.core import Env, State
+
+FORMAT_VERSION = 1
+"""Bumped whenever the ground-truth JSON changes shape."""
+
+DATA_FILE = "data/train-00000-of-00001.parquet"
+"""Where an export's rows go under its ``out`` directory. The data sits alone in ``data/``:
+EasyR1 reads a directory by the extension of its first file."""
+
+COLUMN_DOCS = {
+    "prompt": "TRL chat messages (user turn with the game prompt; TRL adds the image)",
+    "images": "one PNG board image",
+    "problem": "EasyR1 prompt string: '<image>' + game prompt",
+    "verl_prompt": "verl chat messages with an '<image>' placeholder",
+    "answer": "ground truth JSON (game, params, state, score_seed, perception)",
+    "reward_model": "verl: {'style': 'rule', 'ground_truth': answer}",
+    "data_source": "verl: 'jaxgym/<game id>'",
+    "extra_info": "verl: {'index': row index, 'split': 'train'}",
+    "perception": "exact perception text of the board",
+    "game": "versioned game id",
+}
+
+
+def features() -> Any:
+    """The ``datasets.Features`` of an export (one schema for every game)."""
+    import datasets
+
+    message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+    return datasets.Features({
+        "prompt": datasets.List(message),
+        "images": datasets.List(datasets.Image()),
+        "problem": datasets.Value("string"),
+        "verl_prompt": datasets.List(message),
+        "answer": datasets.Value("string"),
+        "reward_model": {"style": datasets.Value("string"), "ground_truth": datasets.Value("string")},
+        "data_source": datasets.Value("string"),
+        "extra_info": {"index": datasets.Value("int64"), "split": datasets.Value("string")},
+        "perception": datasets.Value("string"),
+        "game": datasets.Value("string"),
+    })
+
+
+# -- the state <-> JSON round trip ---------------------------------------------------------
+
+
+def state_to_json(state: State) -> dict[str, Any]:
+    """Every field of one (unbatched) state as ``{name: {"dtype", "shape", "data"}}``."""
+    out = {}
+    for name, value in _fields(state).items():
+        array = np.asarray(value)
+        out[name] = {"dtype": array.dtype.name, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
+    return out
+
+
+def _fields(state: State) -> dict[str, Any]:
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+
+def _template(env: Env) -> State:
+    return jax.eval_shape(env.reset, jax.random.key(0))
+
+
+def state_from_json(env: Env, fields: dict[str, Any]) -> State:
+    """The exact state :func:`state_to_json` wrote, as JAX arrays of the game's state class.
+
+    Raises ``ValueError`` naming the field when the JSON does not fit ``env`` (another game,
+    another board size)."""
+    template = _template(env)
+    expected = _fields(template)
+    if set(fields) != set(expected):
+        raise ValueError(f"the serialized state has fields {sorted(fields)}, but {env.id} states have "
+                         f"{sorted(expected)}; was it exported from another game?")
+    values = {}
+    for name, spec in expected.items():
+        entry = fields[name]
+        if tuple(entry["shape"]) != tuple(spec.shape) or entry["dtype"] != np.dtype(spec.dtype).name:
+            raise ValueError(f"state field {name!r} is {entry['dtype']} {tuple(entry['shape'])}, but {env.id} "
+                             f"with these parameters needs {np.dtype(spec.dtype).name} {tuple(spec.shape)}; "
+                             f"check the game parameters in the ground truth")
+        values[name] = jax.numpy.asarray(np.asarray(entry["data"], dtype=entry["dtype"]).reshape(entry["shape"]))
+    return type(template)(**values)
+
+
+def ground_truth(env: Env, params: dict[str, Any], state: State, score_seed: int) -> str:
+    """The ``answer`` column: a JSON string with everything needed to score a response."""
+    return json.dumps({
+        "format": FORMAT_VERSION,
+        "game": env.id,
+        "params": params,
+        "state": state_to_json(state),
+        "score_seed": int(score_seed),
+        "perception": env.describe(state),
+    }, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=32)
+def _env(game: str, params_json: str) -> Env:
+    return jaxgym.make(game, **json.loads(params_json))
+
+
+def env_for(truth: dict[str, Any]) -> Env:
+    """The game a parsed ground truth was exported from (built once per game and parameters)."""
+    return _env(truth["game"], json.dumps(truth.get("params", {}), sort_keys=True))
+
+
+def parse_ground_truth(text: str | dict[str, Any]) -> dict[str, Any]:
+    """A ground truth (the JSON string or its dict) as a dict, checked; ``ValueError`` otherwise."""
+    if isinstance(text, dict):
+        truth = text
+    else:
+        try:
+            truth = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"ground truth must be the JSON string of an export's 'answer' column, got "
+                             f"{str(text)[:80]!r} ({error})") from None
+    missing = [k for k in ("game", "state", "score_seed") if not isinstance(truth, dict) or k not in truth]
+    if missing:
+        raise ValueError(f"ground truth lacks {missing}; pass the 'answer' column of a bridges.export dataset")
+    if truth.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ValueError(f"ground truth format {truth.get('format')} is not {FORMAT_VERSION}; re-export the dataset")
+    return truth
+
+
+def load_state(text: str | dict[str, Any]) -> tuple[Env, State]:
+    """``(env, state)`` from a ground truth: the game and its exact exported state."""
+    truth = parse_ground_truth(text)
+    env = env_for(truth)
+    return env, state_from_json(env, truth["state"])
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+def _row(env: Env, params: dict[str, Any], state: State, image: Any, index: int, score_seed: int) -> dict[str, Any]:
+    text = env.prompt()
+    truth = ground_truth(env, params, state, score_seed)
+    return {
+        "prompt": [{"role": "user", "content": text}],
+        "images": [image],
+        "problem": "<image>" + text,
+        "verl_prompt": [{"role": "user", "content": "<image>" + text}],
+        "answer": truth,
+        "reward_model": {"style": "rule", "ground_truth": truth},
+        "data_source": f"jaxgym/{env.id}",
+        "extra_info": {"index": index, "split": "train"},
+        "perception": env.describe(state),
+        "game": env.id,
+    }
+
+
+def _check_count(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name}={value!r} is out of range; allowed: an int >= {lo}")
+    return int(value)
+
+
+def iter_rows(game: str, states: int, *, seed: int = 0, batch_size: int = 64, mode: str = "paper",
+              depth: int | None = None, **params: Any) -> Iterator[list[dict[str, Any]]]:
+    """Batches of rows (lists of dicts, ``batch_size`` each, the last one shorter).
+
+    Args:
+        game: a registered game id; ``params`` go to ``jaxgym.make``.
+        states: number of rows.
+        seed: the sampler's seed (the scoring seeds derive from it too).
+        batch_size: states per sampler call (the learner's ``states_per_step``).
+        mode, depth: ``StateSampler``'s (``"paper"``: the game's protocol).
+    """
+    # Checked here, not on the first next(): bad input fails before anything is written.
+    states = _check_count("states", states, 1)
+    batch_size = _check_count("batch_size", batch_size, 1)
+    env = jaxgym.make(game, **params)
+    sampler = StateSampler(env, depth=depth, mode=mode, seed=seed)
+    return _rows(env, sampler, params, states, batch_size, seed)
+
+
+def _rows(env: Env, sampler: StateSampler, params: dict[str, Any], states: int, batch_size: int,
+          seed: int) -> Iterator[list[dict[str, Any]]]:
+    # Scoring seeds: one per row, drawn apart from the sampler's key so that they never
+    # correlate with the states.
+    score_seeds = np.random.default_rng([int(seed), 0x5C0AE]).integers(0, 2**31 - 1, states)
+    done = 0
+    while done < states:
+        batch, images = sampler.sample(batch_size)
+        host = jax.device_get(batch)
+        take = min(batch_size, states - done)
+        pil = images_to_pil(images[:take])
+        yield [_row(env, params, unbatch(host, i), pil[i], done + i, int(score_seeds[done + i])) for i in range(take)]
+        done += take
+
+
+def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None = None, batch_size: int = 64,
+               mode: str = "paper", depth: int | None = None, progress: bool = True, **params: Any) -> Any:
+    """A ``datasets.Dataset`` of ``states`` sampled states of ``game`` (see module doc).
+
+    With ``out``, rows stream to ``out/data/train-00000-of-00001.parquet`` (one batch in
+    memory at a time) next to ``out/export.json`` (the arguments), and the dataset is read
+    back from there (memory-mapped). ``out`` must not hold an export already.
+    """
+    import datasets
+
+    feats = features()
+    batches = iter_rows(game, states, seed=seed, batch_size=batch_size, mode=mode, depth=depth, **params)
+    bar = _progress(states, f"export {game}", progress)
+    if out is None:
+        rows: list[dict[str, Any]] = []
+        for batch in batches:
+            rows.extend(batch)
+            bar.update(len(batch))
+        bar.close()
+        return datasets.Dataset.from_list(rows, features=feats)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    path = out / DATA_FILE
+    if path.exists():
+        raise ValueError(f"out={str(out)!r} already holds an export ({DATA_FILE}); choose another directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = feats.arrow_schema
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in batches:
+            table = pa.Table.from_pylist([feats.encode_example(row) for row in batch], schema=schema)
+            writer.write_table(table)
+            bar.update(len(batch))
+    bar.close()
+    meta = {"game": game, "params": params, "states": states, "seed": seed, "batch_size": batch_size,
+            "mode": mode, "depth": depth, "format": FORMAT_VERSION, "columns": COLUMN_DOCS}
+    (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return datasets.Dataset.from_parquet(str(path), features=feats, keep_in_memory=False)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="state", disable=not enabled)
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param {item!r} must look like name=value, e.g. --param size=6")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bridges.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--game", required=True, help=f"game id, one of {jaxgym.registered_games()}")
+    parser.add_argument("--states", type=int, required=True, help="number of rows")
+    parser.add_argument("--out", required=True, help="output directory (a new one)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64, help="states per sampler call (the learner's "
+                        "states_per_step); part of what a seed means")
+    parser.add_argument("--mode", default="paper", choices=MODES)
+    parser.add_argument("--depth", type=int, default=None, help="random actions after reset (default: the protocol's)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="game parameter for jaxgym.make, e.g. --param size=6 (repeatable)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    print(f"Export directory: {out.resolve()}")
+    start = time.perf_counter()
+    try:
+        ds = to_dataset(args.game, args.states, seed=args.seed, out=out, batch_size=args.batch_size, mode=args.mode,
+                        depth=args.depth, **_parse_params(args.param))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    size = (out / DATA_FILE).stat().st_size
+    print(f"Wrote {len(ds)} states of {args.game} to {out / DATA_FILE} ({size / 2**20:.1f} MiB) in "
+          f"{time.perf_counter() - start:.1f} s; columns: {', '.join(ds.column_names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""The evaluator against a misbehaving OpenAI-compatible server on 127.0.0.1: every failure
+mode ends within its deadline, leaves a complete eval.json whose error counts say what
+happened, and the exit status says whether the run is usable."""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridges.evaluation import EvalResult, summary_table, write_json
+from bridges.policies import OpenAIPolicy, PolicyError, RequestFailure
+from learner import evaluate as evaluate_cli
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = "<answer>1</answer>"
+
+
+def _reply(content: str) -> bytes:
+    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _ok_headers(length: int) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length
+
+
+# What the server does with a request, by mode. Each gets the socket after the request was read.
+def _drip(sock: socket.socket) -> None:
+    body = _reply(GOOD).split(b"\r\n\r\n", 1)[1]
+    sock.sendall(_ok_headers(len(body)))
+    for byte in body:  # one byte every 0.25 s: a per-read timeout never fires
+        sock.sendall(bytes([byte]))
+        time.sleep(0.25)
+
+
+MODES = {
+    "http500": lambda s: s.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}"),
+    "invalid_json": lambda s: s.sendall(_ok_headers(9) + b"not json{"),
+    "slow_drip": _drip,
+    "hang": lambda s: time.sleep(30),
+    "closed": lambda s: None,  # closes without a byte
+    "invalid_utf8": lambda s: s.sendall(_ok_headers(5) + b'{"\xff\xfe"'),
+    "truncated": lambda s: s.sendall(_ok_headers(1000) + _reply(GOOD).split(b"\r\n\r\n", 1)[1][:20]),
+    "bad_status_line": lambda s: s.sendall(b"HTTP/1.1 abc what\r\n\r\n"),
+    "surrogates": lambda s: s.sendall(_reply("\ud800 gar\udfffbage \x00 " + GOOD)),
+    "ok": lambda s: s.sendall(_reply(GOOD)),
+}
+
+
+class MisbehavingServer:
+    """A raw-socket HTTP server: ``mode(request_number)`` picks what each request gets."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.count = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, rest = data.split(b"\r\n\r\n", 1)
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length"))
+                while len(rest) < length:
+                    rest += self.request.recv(65536)
+                with outer.lock:
+                    number = outer.count
+                    outer.count += 1
+                try:
+                    MODES[outer.mode(number)](self.request)
+                except OSError:  # the client gave up: expected for the slow modes
+                    pass
+
+        socketserver.ThreadingTCPServer.daemon_threads = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _run_cli(tmp_path: Path, url: str, *extra: str) -> tuple[int, dict]:
+    out = tmp_path / "eval"
+    argv = ["--game", "2048", "--policy", f"openai:{url}", "--model", "m", "--runs", "2", "--steps", "2",
+            "--image-size", "64", "--video", "none", "--quiet", "--out", str(out), "--timeout", "0.6",
+            "--retries", "1", "--on-request-error", "unparseable", *extra]
+    try:
+        evaluate_cli.main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, json.loads((out / "eval.json").read_text(encoding="utf-8"))
+
+
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["invalid_utf8", "truncated", "bad_status_line", "closed", "invalid_json"])
+def test_transport_errors_are_retried_not_raised(mode):
+    with MisbehavingServer(lambda n: mode if n == 0 else "ok") as server:
+        policy = OpenAIPolicy(server.url, "m", retries=1, backoff=0.01, timeout=5)
+        assert policy.complete("p", IMAGE) == GOOD
+        policy.close()
+    assert server.count == 2
+    with MisbehavingServer(lambda n: mode) as server:
+        lenient = OpenAIPolicy(server.url, "m", retries=1, backoff=0.01, timeout=5, on_error="unparseable")
+        failed = lenient.complete("p", IMAGE)
+        assert isinstance(failed, RequestFailure) and failed == "" and "2 attempt(s)" in failed.error
+        lenient.close()
+
+
+def test_timeout_is_a_wall_clock_deadline_per_attempt():
+    with MisbehavingServer(lambda n: "slow_drip") as server:
+        policy = OpenAIPolicy(server.url, "m", retries=1, backoff=0.01, timeout=0.5)
+        start = time.perf_counter()
+        with pytest.raises(PolicyError, match=r"2 attempt\(s\): timed out after 0.5s"):
+            policy.complete("p", IMAGE)
+        assert time.perf_counter() - start < 1.6  # two attempts of 0.5 s, not 0.25 s per byte forever
+
+
+def _result(responses: list[list[str]]) -> EvalResult:
+    """An EvalResult whose records carry ``responses`` (failures as RequestFailure)."""
+    records = [[{"step": t, "response": str(text), "action": None, "answer": "unparseable", "legal": False,
+                 "raw_reward": 0.0, "points": 0.0, "cumulative": 0.0, "episode_end": False, "format": 0,
+                 "perception": 0, "request_error": getattr(text, "error", None)} for t, text in enumerate(run)]
+               for run in responses]
+    return EvalResult(game="2048-v0", policy="p", runs=len(responses), steps=len(responses[0]), seed=0, warmup=0,
+                      eval_score="raw", records=records, scores=np.zeros(len(responses)))
+
+
+def test_write_json_stores_any_model_text_and_never_truncates(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text('{"previous": "result"}')
+    text = "\ud800 lone \udfff surrogates, NUL \x00, emoji \U0001f600 <answer>up</answer>"
+    write_json(_result([[text, "b"]]), path)
+    data = json.loads(path.read_text(encoding="utf-8"))  # strict UTF-8 on disk
+    assert data["runs"][0]["steps"][0]["response"] == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json"]  # no temporary file left
+
+
+def test_request_errors_are_counted_per_run_and_make_the_result_unusable():
+    failure = RequestFailure("request to x failed after 2 attempt(s): HTTP 500")
+    outage = _result([[failure, failure], [failure, failure]])
+    summary = outage.summary()
+    assert summary["request_errors"] == 4 and summary["request_error_rate"] == 1.0
+    assert summary["runs_without_a_successful_request"] == 2
+    assert [t["request_errors"] for t in outage.run_totals()] == [2, 2]
+    assert "no successful request" in evaluate_cli.unusable(outage, 0.1)
+    assert "request errors: 4 of 4" in summary_table(outage)
+    partial = _result([[failure, GOOD], [GOOD, GOOD]])
+    assert partial.summary()["runs_without_a_successful_request"] == 0
+    assert "1 of 4 requests failed (25% > --max-request-error-rate 0.1)" in evaluate_cli.unusable(partial, 0.1)
+    assert evaluate_cli.unusable(partial, 0.5) == ""
+    assert evaluate_cli.unusable(_result([[GOOD]]), 0.0) == ""
+
+
+def test_evaluate_cli_refuses_bad_counts_in_one_line(capsys):
+    for argv, message in ((["--runs", "0"], "--runs: 0 is out of range; allowed: >= 1"),
+                          (["--warmup", "-5"], "--warmup: -5 is out of range; allowed: >= 0"),
+                          (["--steps", "x"], "--steps: 'x' is not an integer")):
+        with pytest.raises(SystemExit) as info:
+            evaluate_cli.parse_args(["--game", "2048", "--policy", "random", *argv])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="warmup=-5 is out of range"):
+        from bridges.evaluation import evaluate
+
+        evaluate(None, None, warmup=-5)
+
+
+@pytest.mark.slow
+def test_a_model_text_with_unpaired_surrogates_is_stored_in_a_complete_eval_json(tmp_path):
+    with MisbehavingServer(lambda n: "surrogates") as server:
+        code, data = _run_cli(tmp_path, server.url)
+    assert code == 0
+    response = data["runs"][0]["steps"][0]["response"]
+    assert response == "\ud800 gar\udfffbage \x00 " + GOOD  # read back exactly what the model sent
+    assert data["summary"]["request_errors"] == 0 and data["runs"][0]["steps"][0]["action"] == 1
+    assert not list((tmp_path / "eval").glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_a_total_outage_is_counted_and_exits_non_zero(tmp_path, capsys):
+    with MisbehavingServer(lambda n: "http500") as server:
+        code, data = _run_cli(tmp_path, server.url)
+    assert code == evaluate_cli.EXIT_UNUSABLE
+    summary = data["summary"]
+    assert summary["request_errors"] == 4 and summary["request_error_rate"] == 1.0
+    assert summary["runs_without_a_successful_request"] == 2
+    assert all(r["request_errors"] == 2 for r in data["runs"])
+    assert all("HTTP 500" in s["request_error"] for r in data["runs"] for s in r["steps"])
+    captured = capsys.readouterr()
+    assert "request errors: 4 of 4 requests" in captured.out
+    assert "no successful request" in captured.err
+
+
+@pytest.mark.slow
+def test_errors_above_the_threshold_exit_non_zero_below_it_not(tmp_path):
+    # Request 0 of 4 fails (25%): above 0.1, below 0.5.
+    with MisbehavingServer(lambda n: "http500" if n < 2 else "ok") as server:
+        code, data = _run_cli(tmp_path, server.url, "--retries", "1", "--concurrency", "1")
+    assert data["summary"]["request_errors"] == 1 and data["summary"]["runs_without_a_successful_request"] == 0
+    assert code == evaluate_cli.EXIT_UNUSABLE
+    with MisbehavingServer(lambda n: "http500" if n < 2 else "ok") as server:
+        code, data = _run_cli(tmp_path, server.url, "--retries", "1", "--concurrency", "1",
+                              "--max-request-error-rate", "0.5")
+    assert code == 0 and data["summary"]["request_errors"] == 1
+
+
+@pytest.mark.slow
+def test_a_policy_error_stops_the_process_promptly(tmp_path):
+    # One request fails for good (404) while the others hang (20 s timeout, 3 retries):
+    # the process must end at once, not wait for them.
+    first_request = []
+
+    def mode(number):
+        first_request.append(time.perf_counter())
+        return "hang" if number else "http404"
+
+    MODES["http404"] = lambda s: s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+    with MisbehavingServer(mode) as server:
+        done = subprocess.run(
+            [sys.executable, "learner/evaluate.py", "--game", "2048", "--policy", f"openai:{server.url}", "--model",
+             "m", "--runs", "4", "--steps", "1", "--image-size", "64", "--video", "none", "--quiet", "--out",
+             str(tmp_path / "eval"), "--timeout", "20", "--concurrency", "4"],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )
+        ended = time.perf_counter()
+    assert done.returncode == 1, done.stderr
+    assert "HTTP 404" in done.stderr and "Traceback" not in done.stderr
+    # From the first request to the process's exit: no wait for the hanging requests' 20 s.
+    assert ended - first_request[0] < 5, ended - first_request[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(set(MODES) - {"ok", "surrogates"}))
+def test_every_failure_mode_ends_in_time_with_counted_errors(tmp_path, mode):
+    start = time.perf_counter()
+    with MisbehavingServer(lambda n: mode) as server:
+        code, data = _run_cli(tmp_path, server.url)
+    elapsed = time.perf_counter() - start
+    # 2 steps x (2 attempts x 0.6 s + backoff 1 s) at most, plus the compile.
+    assert elapsed < 20, elapsed
+    assert code == evaluate_cli.EXIT_UNUSABLE
+    summary = data["summary"]
+    assert summary["request_errors"] == 4 and summary["runs_without_a_successful_request"] == 2
+    assert len(data["runs"]) == 2 and all(len(r["steps"]) == 2 for r in data["runs"])
+    assert all(s["request_error"] and s["action"] is None for r in data["runs"] for s in r["steps"])
