@@ -148,8 +148,11 @@ class ColdStartTrainer(GRPOTrainer):
 
 
 # What a shipped checkpoint's GRPO run uses where the user left the defaults (see
-# learner.trainer.resolve_cold_start): the sampling depth it was cold-started on.
+# learner.trainer.resolve_cold_start): the sampling it was cold-started on, and the run the
+# README's main job makes from it (about 4 minutes on 2 busy cores, greedy evaluations
+# every 10 steps to show the curve).
 SHIPPED_TRAIN_KEYS = ("sample_depth", "sample_mode")
+SHIPPED_RUN = dict(steps=40, states_per_step=8, group_size=4, lr=1e-3, eval_every=10, eval_states=32)
 
 
 def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
@@ -171,7 +174,7 @@ def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: 
         "seed": config.seed,
         "steps": config.steps,
         "command": "python learner/sft.py " + shlex.join(argv),
-        "train": {k: getattr(config, k) for k in SHIPPED_TRAIN_KEYS},
+        "train": {**{k: getattr(config, k) for k in SHIPPED_TRAIN_KEYS}, **SHIPPED_RUN},
         "last_eval": summary.get("last_eval"),
         "seconds": summary.get("seconds"),
     }

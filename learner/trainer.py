@@ -390,6 +390,11 @@ class GRPOTrainer:
         truths = [self.env.describe(unbatch(host, b)) for b in range(len(texts))]
         return paper_measures(scores, responses, truths)
 
+    def metrics_write_eval(self, measured: dict[str, float]) -> None:
+        """Log an evaluation made outside a step (step 0: before any update)."""
+        if self.rank == 0:
+            self.metrics.write(self.step, {f"eval/{k}": v for k, v in measured.items() if math.isfinite(v)})
+
     def _balance_ranks(self, rollouts: list[Rollout], generation: Any) -> list[Rollout]:
         """Pad this rank's rollouts with zero-weight copies up to the largest count on any rank,
         so that every rank runs the same number of micro-batches (ZeRO-3 needs it)."""
@@ -578,8 +583,13 @@ class GRPOTrainer:
 
     def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
         """The progress bar's summary of a step."""
-        return {"reward": f"{metrics['reward/overall']:.3f}", "game": f"{metrics['reward/game']:.3f}",
-                "len": f"{metrics['response_length/mean']:.0f}"}
+        postfix = {"reward": f"{metrics['reward/overall']:.3f}", "game": f"{metrics['reward/game']:.3f}",
+                   "len": f"{metrics['response_length/mean']:.0f}"}
+        if "eval/game" in metrics:
+            self._last_eval_game = metrics["eval/game"]
+        if getattr(self, "_last_eval_game", None) is not None:
+            postfix["greedy_game"] = f"{self._last_eval_game:.3f}"
+        return postfix
 
     def train(self) -> dict[str, Any]:
         """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
@@ -596,6 +606,9 @@ class GRPOTrainer:
         bar = tqdm(total=config.steps, initial=self.step, desc=self.PROGRESS_NAME, unit="step",
                    disable=not config.progress or self.rank != 0, dynamic_ncols=True)
         history: list[dict[str, Any]] = []
+        if config.eval_every and self.step == 0:
+            # Step 0: the model as it starts, so that the evaluation curve shows where it began.
+            self.metrics_write_eval(self.evaluate())
         while self.step < config.steps:
             metrics = self.train_step()
             history.append(metrics)
@@ -615,13 +628,14 @@ class GRPOTrainer:
             rewards = [m["reward/overall"] for m in all_metrics if "reward/overall" in m]
             game = [m["reward/game"] for m in all_metrics if "reward/game" in m]
             window = max(1, len(game) // 5)  # a fifth of the run: single steps are noisy
-            evaluations = [{k: v for k, v in m.items() if k.startswith("eval/")} for m in all_metrics]
-            evaluations = [e for e in evaluations if e]
+            evaluations = [{"step": m["step"], **{k: v for k, v in m.items() if k.startswith("eval/")}}
+                           for m in all_metrics if any(k.startswith("eval/") for k in m)]
             summary.update({
                 "reward_first": rewards[0] if rewards else math.nan,
                 "reward_last": rewards[-1] if rewards else math.nan,
                 "game_first_fifth": float(np.mean(game[:window])) if game else math.nan,
                 "game_last_fifth": float(np.mean(game[-window:])) if game else math.nan,
+                "first_eval": evaluations[0] if evaluations else None,
                 "last_eval": evaluations[-1] if evaluations else None,
                 "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
                 "export": str(export.resolve()) if export else None,
@@ -674,10 +688,14 @@ def _format_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> s
         lines.append(f"Mean overall reward: first {summary['reward_first']:.3f}, last {summary['reward_last']:.3f}.")
         lines.append(f"Mean game reward: first fifth of the steps {summary['game_first_fifth']:.3f}, last fifth "
                      f"{summary['game_last_fifth']:.3f}.")
+    if history and summary.get("first_eval") and "eval/game" in summary["first_eval"]:
+        first, last = summary["first_eval"], summary["last_eval"]
+        lines.append(f"Greedy game reward on the held-out states: {first['eval/game']:.3f} at step {first['step']}, "
+                     f"{last.get('eval/game', math.nan):.3f} at step {last['step']}.")
     if history and summary.get("last_eval"):
         lines.append("Last evaluation (greedy, held-out states): " + ", ".join(
             f"{k.removeprefix('eval/')} {v:.3f}" for k, v in summary["last_eval"].items()
-            if isinstance(v, (int, float))))
+            if k != "step" and isinstance(v, (int, float))))
         seconds = np.mean([m["seconds/step"] for m in history])
         lines.append(f"Seconds per step: {seconds:.2f}.")
     for key in ("checkpoint", "export", "reward_curve"):

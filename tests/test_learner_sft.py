@@ -188,9 +188,9 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [1, 2, 3]
-    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[1])
-    assert "eval/P_acc" in lines[2] and "eval/P_acc" not in lines[0]
+    assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the evaluation before any update
+    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[0])
+    assert "eval/P_acc" in lines[2] and "eval/P_acc" in lines[3] and "eval/P_acc" not in lines[1]
     model, _ = load_policy(str(run / "export"))
     assert model.config.text_config.hidden_size == 128
     assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2
@@ -263,3 +263,26 @@ def test_model_cold_start_resolves_to_the_shipped_checkpoint_and_its_board(tmp_p
     assert mine.game_params == {"size": 6} and mine.sample_depth == 3
     explicit, note = resolve_cold_start(from_dict({"game": "shisensho", "model": "tiny"}))
     assert explicit.model == "tiny" and note == ""
+
+
+@pytest.mark.slow
+def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_still_works(tmp_path, capsys):
+    import yaml
+
+    from learner import train
+
+    small = ["--steps", "2", "--states_per_step", "2", "--group_size", "2", "--tensorboard", "false",
+             "--progress", "false"]
+    assert train.main(["--game", "shisensho", *small, "--eval_every", "2", "--eval_states", "2",
+                       "--run_dir", str(tmp_path / "main")]) == 0
+    out = capsys.readouterr().out
+    assert "the shipped cold-started tiny checkpoint" in out and "rebuild: python learner/sft.py" in out
+    assert "Greedy game reward on the held-out states:" in out and "at step 0" in out
+    config = yaml.safe_load((tmp_path / "main" / "config.yaml").read_text())
+    assert config["game_params"]["size"] == 4 and config["sample_depth"] == 16
+    assert config["max_response_tokens"] > 32  # fits the format, not the old 32
+    # The old main job: the random-weight tiny model, a pipeline smoke run.
+    assert train.main(["--game", "shisensho", "--model", "tiny", *small, "--max_response_tokens", "8",
+                       "--run_dir", str(tmp_path / "smoke")]) == 0
+    out = capsys.readouterr().out
+    assert "built-in tiny random-weight Qwen2.5-VL" in out and "Done: 2 steps" in out

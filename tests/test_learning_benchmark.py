@@ -27,17 +27,17 @@ def test_bad_arguments_are_clear_errors():
 
 @pytest.mark.slow
 def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, capsys):
-    results = learning.main(["--quick", "--games", "2048", "--out", str(tmp_path)])
+    results = learning.main(["--quick", "--games", "2048", "--seeds", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert f"Run directory: {tmp_path.resolve()}" in out and "Total time:" in out
     per_seed = results["per_seed"]["2048"]
-    assert [r["seed"] for r in per_seed] == [0, 1]
+    assert [r["seed"] for r in per_seed] == [0]
     for record in per_seed:
         assert set(record["arms"]) == set(learning.ARMS)
         for arm in ("G0", "cold start", "G1"):
             assert -1.0 <= record["arms"][arm]["game"] <= 1.0 and 0.0 <= record["arms"][arm]["P_acc"] <= 1.0
             assert math.isfinite(record["arms"][arm]["protocol"])  # learner/evaluate.py ran on its export
-        assert record["curves"]["G1"]["eval_step"] == [1, 2]  # greedy held-out evaluation every step
+        assert record["curves"]["G1"]["eval_step"] == [0, 1, 2]  # greedy held-out evaluation every step
     seed0 = tmp_path / "2048" / "seed0"
     assert (seed0 / "cold-start" / "export" / "config.json").is_file()
     g1_config = (seed0 / "G1" / "config.yaml").read_text()
@@ -47,4 +47,4 @@ def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, caps
     table = (tmp_path / "results.md").read_text()
     assert all(f"| 2048 | {arm} |" in table for arm in learning.ARMS) and "Total time:" in table
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["plan"]["seeds"] == 2 and saved["seconds"] > 0
+    assert saved["plan"]["seeds"] == 1 and saved["seconds"] > 0
