@@ -17,7 +17,7 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,13 +421,17 @@ def saved_run_config(resume: str | Path) -> dict[str, Any]:
     return load_yaml(config_file)
 
 
-def check_resume_config(saved: dict[str, Any], config: TrainConfig, *, source: str | Path) -> None:
+def check_resume_config(saved: dict[str, Any], config: TrainConfig, *, source: str | Path,
+                        resolve: Callable[[TrainConfig], TrainConfig] | None = None) -> None:
     """Raise ``ValueError`` if ``config`` changes a key outside ``RESUME_SAFE_KEYS`` from the
-    ``saved`` config of the run it resumes, naming every such key with both values."""
+    ``saved`` config of the run it resumes, naming every such key with both values.
+    ``resolve`` maps the saved config the way ``config`` was (e.g. ``model='cold-start'``)."""
     try:
         base = from_dict(saved)
     except ValueError as error:
         raise ValueError(f"the saved config of {str(source)!r} is not readable: {error}") from None
+    if resolve is not None:
+        base = resolve(base)
     changed = [f"{f.name}: saved {getattr(base, f.name)!r}, now {getattr(config, f.name)!r}"
                for f in dataclasses.fields(TrainConfig)
                if f.name not in RESUME_SAFE_KEYS and getattr(base, f.name) != getattr(config, f.name)]

@@ -109,7 +109,8 @@ class GRPOTrainer:
         self.rank, self.local_rank, self.world_size = init_distributed()
         config, note = resolve_cold_start(config)
         if config.resume:  # before anything is built from it: the run's own settings, or a clear refusal
-            check_resume_config(saved_run_config(config.resume), config, source=config.resume)
+            check_resume_config(saved_run_config(config.resume), config, source=config.resume,
+                                resolve=lambda saved: resolve_cold_start(saved)[0])
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)

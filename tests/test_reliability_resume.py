@@ -5,6 +5,7 @@ line, and a run killed -9 anywhere (checkpoint writes included) resumes to the s
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -93,7 +94,11 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path):
 
 def _job(run_dir: Path, *args: str, kill_after: float | None = None) -> int:
     command = [sys.executable, "-m", "tests.reliability_train_job", str(run_dir), *args]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Not this process's torch.distributed rendezvous (set by any trainer built in it): a fresh one.
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     if kill_after is None:
         out, _ = process.communicate(timeout=300)
     else:  # wait until training runs, then kill -9 from outside at a random moment
