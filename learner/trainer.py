@@ -109,8 +109,11 @@ class GRPOTrainer:
         self.rank, self.local_rank, self.world_size = init_distributed()
         config, note = resolve_cold_start(config)
         if config.resume:  # before anything is built from it: the run's own settings, or a clear refusal
-            check_resume_config(saved_run_config(config.resume), config, source=config.resume,
-                                resolve=lambda saved: resolve_cold_start(saved)[0])
+            saved = saved_run_config(config.resume)
+            if config.max_response_tokens == 0:  # "what the format needs" was resolved and saved by the run
+                config = dataclasses.replace(config, max_response_tokens=saved.get("max_response_tokens", 0))
+            check_resume_config(saved, config, source=config.resume,
+                                resolve=lambda base: resolve_cold_start(base)[0])
         self.config = config.validate(self.world_size)
         if config.torch_threads > 0:
             torch.set_num_threads(config.torch_threads)
