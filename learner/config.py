@@ -122,7 +122,10 @@ class TrainConfig:
     adam_eps: float = 1e-8
     """AdamW epsilon."""
     warmup_steps: int = 0
-    """Linear learning-rate warm-up steps; constant afterwards."""
+    """Linear learning-rate warm-up steps; then constant, or a cosine if ``min_lr_ratio`` < 1."""
+    min_lr_ratio: float = 1.0
+    """1: constant learning rate after warm-up; below 1: a cosine from ``lr`` down to
+    ``lr * min_lr_ratio`` at the last of ``steps`` (a resume that changes ``steps`` reshapes it)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0: off)."""
     micro_batch_size: int = 8
@@ -203,6 +206,7 @@ class TrainConfig:
         need(self.lr > 0, "lr", "> 0")
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
         need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
+        need(0 < self.min_lr_ratio <= 1, "min_lr_ratio", "in (0, 1]")
         need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
         need(self.micro_batch_size >= 1, "micro_batch_size", ">= 1")
         need(self.logprob_micro_batch_size >= 1, "logprob_micro_batch_size", ">= 1")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -118,10 +119,21 @@ def deepspeed_config(*, zero_stage: int, precision: str, grad_clip: float, world
     }
 
 
-def constant_with_warmup(warmup_steps: int) -> Any:
-    """Multiplier of the learning rate: linear warm-up over ``warmup_steps``, then 1."""
+def warmup_then_cosine(warmup_steps: int, total_steps: int = 0, min_lr_ratio: float = 1.0) -> Any:
+    """Multiplier of the learning rate: linear warm-up over ``warmup_steps``, then a cosine from 1
+    down to ``min_lr_ratio`` at ``total_steps`` (``min_lr_ratio`` 1: constant after warm-up).
+
+    >>> f = warmup_then_cosine(2, total_steps=10, min_lr_ratio=0.5)
+    >>> [round(f(s), 3) for s in (0, 1, 2, 6, 10, 20)]
+    [0.5, 1.0, 1.0, 0.75, 0.5, 0.5]
+    """
     def factor(step: int) -> float:
-        return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if min_lr_ratio == 1.0 or total_steps <= warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
 
@@ -132,7 +144,8 @@ class TrainingEngine:
     Args:
         policy: the HF model to train (on CPU; DeepSpeed moves it to this rank's device).
         zero_stage, precision, grad_clip: see ``deepspeed_config``.
-        lr, weight_decay, betas, eps, warmup_steps: AdamW with constant LR after warm-up.
+        lr, weight_decay, betas, eps, warmup_steps: AdamW with constant LR after warm-up, or a cosine
+            down to ``lr * min_lr_ratio`` at ``total_steps``.
         gradient_checkpointing: recompute decoder (and vision) layers in the backward pass.
         temperature: the sampling temperature (log-probs are of the sampling distribution).
         chunk_tokens: LM-head chunk size for log-probs.
@@ -150,6 +163,8 @@ class TrainingEngine:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         warmup_steps: int = 0,
+        total_steps: int = 0,
+        min_lr_ratio: float = 1.0,
         grad_clip: float = 1.0,
         gradient_checkpointing: bool = False,
         temperature: float = 1.0,
@@ -174,7 +189,8 @@ class TrainingEngine:
             [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=lr, betas=betas, eps=eps, foreach=False,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, constant_with_warmup(warmup_steps))
+        schedule = warmup_then_cosine(warmup_steps, total_steps, min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=scheduler, config=config
         )

@@ -156,6 +156,8 @@ class GRPOTrainer:
             betas=(config.adam_beta1, config.adam_beta2),
             eps=config.adam_eps,
             warmup_steps=config.warmup_steps,
+            total_steps=config.steps,
+            min_lr_ratio=config.min_lr_ratio,
             grad_clip=config.grad_clip,
             gradient_checkpointing=config.gradient_checkpointing,
             temperature=config.temperature,
