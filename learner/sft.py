@@ -25,7 +25,6 @@ the paper's measures (``learner.measures``): ``eval/P_acc``, ``eval/cell_accurac
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -134,14 +133,7 @@ class ColdStartTrainer(GRPOTrainer):
             "lr": self.engine.lr,
             "sequences_trained": self.local_states,
         }
-        metrics = self._reduce_metrics(metrics)
-        if self._evaluation_due():
-            with timer("eval"):
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
-        metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
-        metrics["seconds/step"] = time.perf_counter() - step_start
-        if self.rank == 0:
-            self.metrics.write(self.step, metrics)
+        metrics = self._log_step(self._reduce_metrics(metrics), timer, step_start)
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
             self.save()
         return metrics

@@ -305,14 +305,8 @@ class GRPOTrainer:
             "lr": self.engine.lr,
             **update_metrics,
         })
-        metrics = self._with_r_acc(self._reduce_metrics(metrics))
-        if self._evaluation_due():
-            with timer("eval"):
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
-        metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
-        metrics["seconds/step"] = time.perf_counter() - step_start
+        metrics = self._log_step(self._with_r_acc(self._reduce_metrics(metrics)), timer, step_start)
         if self.rank == 0:
-            self.metrics.write(self.step, metrics)
             if config.dump_every and self.step % config.dump_every == 0:
                 from bridges.scoring import unbatch
 
@@ -326,6 +320,18 @@ class GRPOTrainer:
                 )
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
             self.save()
+        return metrics
+
+    def _log_step(self, metrics: dict[str, Any], timer: _Timer, step_start: float) -> dict[str, Any]:
+        """A step's reduced metrics, with the held-out evaluation when it is due and the phase
+        times, written to ``metrics.jsonl`` on rank 0 (one place for the trainer and the cold start)."""
+        if self._evaluation_due():
+            with timer("eval"):
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items() if math.isfinite(v)})
+        metrics.update({f"seconds/{k}": v for k, v in timer.seconds.items()})
+        metrics["seconds/step"] = time.perf_counter() - step_start
+        if self.rank == 0:
+            self.metrics.write(self.step, metrics)
         return metrics
 
     def _measures(self, states: Any, responses: list[list[str]], scores: Any) -> dict[str, float]:
