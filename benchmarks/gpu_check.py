@@ -148,7 +148,7 @@ def require_gpu_and_vllm() -> str:
     if not torch.cuda.is_available():
         raise SystemExit("error: benchmarks/gpu_check.py needs a CUDA GPU (none is visible); on CPU run the vLLM "
                          "tests instead: bash .ci/build_vllm_venv.sh .venv-vllm && .venv-vllm/bin/python -m pytest "
-                         "tests/vllm")
+                         "tests/rollout_vllm")
     try:
         return md.version("vllm")
     except md.PackageNotFoundError:

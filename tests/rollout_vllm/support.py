@@ -1,4 +1,4 @@
-"""Shared by the vLLM tests (``tests/vllm``): how to run them, boards, trainer log-probs."""
+"""Shared by the vLLM tests (``tests/rollout_vllm``): how to run them, boards, trainer log-probs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-VLLM_TESTS = "bash .ci/build_vllm_venv.sh .venv-vllm && .venv-vllm/bin/python -m pytest tests/vllm -q"
+VLLM_TESTS = "bash .ci/build_vllm_venv.sh .venv-vllm && .venv-vllm/bin/python -m pytest tests/rollout_vllm -q"
 """The command that runs these tests (CI runs it every time, after the main suite)."""
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm.support import require_vllm, subprocess_env
+from tests.rollout_vllm.support import require_vllm, subprocess_env
 
 require_vllm()
 

@@ -5,7 +5,7 @@ GRPO's advantages are 0: no update, nothing for vLLM to sync. Rewarding the shar
 in a response gives every group a spread, so every step changes the weights and the
 rollout-vs-trainer log-prob gap shows whether vLLM received them.
 
-    python tests/vllm/text_reward_train_job.py --rollout_engine vllm ...   # train.py's arguments
+    python tests/rollout_vllm/text_reward_train_job.py --rollout_engine vllm ...   # train.py's arguments
 """
 
 from __future__ import annotations
