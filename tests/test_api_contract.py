@@ -27,6 +27,7 @@ def random_legal(key, mask):
     return jax.random.categorical(key, jnp.where(mask, 0.0, -1e9)).astype(jnp.int32)
 
 
+@pytest.mark.slow
 def test_reset_and_step_compile_once(env):
     # chex counts traces per source code: games sharing a class would share a counter.
     chex.clear_trace_counter()
@@ -168,6 +169,7 @@ def test_hostile_answers_parse_quickly_to_a_defined_outcome(env, text):
         chex.assert_trees_all_equal(out.board, state.board)
 
 
+@pytest.mark.slow
 def test_prompt_and_describe_are_text(env):
     prompt = env.prompt()
     assert isinstance(prompt, str) and "<answer>" in prompt and "<perception>" in prompt

@@ -34,6 +34,7 @@ def test_paper_sampling_shapes_and_no_finished_boards(game_id):
 
 
 @pytest.mark.parametrize("game_id", GAMES)
+@pytest.mark.slow
 def test_same_seed_same_states_and_resume(game_id):
     env = small_env(game_id)
     a, b = StateSampler(env, seed=5), StateSampler(env, seed=5)

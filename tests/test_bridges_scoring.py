@@ -87,6 +87,7 @@ def test_rewards_equal_per_state_env_step(batch):
     assert leaves_equal(before, states)
 
 
+@pytest.mark.slow
 def test_the_same_action_n_times_gives_n_identical_outcomes(batch):
     env, states = batch
     rng = np.random.default_rng(1)

@@ -21,6 +21,7 @@ def big_batch():
     return env, images.block_until_ready()
 
 
+@pytest.mark.slow
 def test_torch_tensor_shares_the_jax_buffer_of_a_4096_board_batch(big_batch):
     env, images = big_batch
     tensor = images_to_torch(images)

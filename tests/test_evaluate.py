@@ -174,6 +174,7 @@ def test_random_policy_answers_like_a_person_would():
                 np.testing.assert_array_equal(actions != INVALID_ACTION, adjacent)
 
 
+@pytest.mark.slow
 def test_callable_policy_from_module_path(tmp_path, monkeypatch):
     (tmp_path / "my_agent.py").write_text(
         "def answer(images, prompts):\n"

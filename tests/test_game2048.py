@@ -256,6 +256,7 @@ def test_format_answer_round_trips(action):
     assert ENV.parse_answer(ENV.format_answer(action)) == action
 
 
+@pytest.mark.slow
 def test_describe_matches_games_md_format():
     state = ENV.from_board(jnp.array([[0, 1, 0, 2], [11, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]]))
     assert ENV.describe(state) == " - | 2 | - | 4 \n 2048 | - | - | - \n - | - | - | - \n 2 | 2 | 2 | 2 "
@@ -328,6 +329,7 @@ def test_render_equals_golden_image():
     assert_matches_golden(jax.jit(ENV.render)(golden_state(ENV)), "2048_4x4")
 
 
+@pytest.mark.slow
 def test_render_small_image_equals_golden_image():
     env = jaxgym.make("2048", size=5, image_size=(168, 224))
     board = jnp.arange(25).reshape(5, 5) % 14

@@ -18,6 +18,7 @@ def test_defaults_give_a_valid_bf16_vllm_config():
 
 
 @pytest.mark.parametrize(("shape", "layers", "billions"), [("3b", 36, (3.3, 3.6)), ("7b", 28, (7.0, 7.5))])
+@pytest.mark.slow
 def test_shapes_are_qwen25_vl_sized(shape, layers, billions):
     """The real decoder and vision sizes (head_dim 128, which vLLM serves) and their
     parameter count: Qwen2.5-VL-3B / 7B's minus the embedding of their 151,936-token vocabulary."""

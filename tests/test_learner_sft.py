@@ -47,6 +47,7 @@ def test_2048_teachers_pick_the_best_merge_or_any_legal_move():
         Teacher(env, "best")
 
 
+@pytest.mark.slow
 def test_same_kind_teacher_names_two_cells_of_one_kind_and_expert_a_connectable_pair():
     env = jaxgym.make("shisensho", size=4, colors=2, shapes=2, image_size=112)
     from bridges.sampler import StateSampler

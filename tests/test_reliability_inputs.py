@@ -35,6 +35,7 @@ def test_wide_integer_actions_at_the_jit_boundary():
         jax.jit(env.step)(state, 2**40 + 3, key)
 
 
+@pytest.mark.slow
 def test_the_vector_env_clamps_wide_actions_before_its_jit():
     from jaxgym.vector_env import GymnasiumVectorEnv
 
@@ -70,6 +71,7 @@ def test_a_huge_answer_block_is_parsed_in_bounded_time_and_memory(game):
     assert env.parse_answer("x" * 100_000 + env.format_answer(1)) == 1
 
 
+@pytest.mark.slow
 def test_make_refuses_an_image_size_the_board_cannot_be_drawn_at():
     with pytest.raises(ValueError, match=r"image_size \(84, 84\) is too small for a 8x8 Swap board"):
         jaxgym.make("swap", image_size=84)

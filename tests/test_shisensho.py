@@ -317,6 +317,7 @@ def test_fresh_board_statistics_match_games_md():
     assert ((counts == 4).sum(1) == 9).all()
 
 
+@pytest.mark.slow
 def test_statistics_after_250_random_actions_match_games_md():
     def play(state, key):
         def body(s, k):
@@ -448,6 +449,7 @@ def test_jit_vmap_shapes_and_dtypes(game, batch):
 
 
 @pytest.mark.parametrize("game", sorted(COMPILED))
+@pytest.mark.slow
 def test_same_key_same_result(game):
     env, fn = COMPILED[game]
     keys = jax.random.split(jax.random.key(11), BATCH)

@@ -301,6 +301,7 @@ def test_every_step_keeps_the_invariants_and_invalid_moves_change_nothing(seed):
         assert reward.dtype == np.float32
 
 
+@pytest.mark.slow
 def test_valid_moves_replay_exactly_in_the_reference():
     """500 random valid moves replayed with the same tiles. Moves whose board ends without a
     valid swap are reshuffled; the reference replays those too (same permutations), so the

@@ -102,6 +102,7 @@ def test_trl_reward_funcs_equal_group_scorer(game):
 
 
 @pytest.mark.parametrize("game", ["2048-v0", "swap-v0"])
+@pytest.mark.slow
 def test_easyr1_batch_compute_score_equals_group_scorer(game):
     easyr1 = _load_by_path("easyr1")
     rows, flat, expected = _case(game)

@@ -21,6 +21,7 @@ def row():
     return export.to_dataset("2048", 1, seed=2, mode="legal", depth=3, progress=False, image_size=64)[0]
 
 
+@pytest.mark.slow
 def test_reset_and_move_play_the_exported_state(row):
     env = GameEnvironment()
     first = env.reset(**row)
