@@ -157,6 +157,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+@pytest.mark.slow
 def test_hostile_answers_parse_quickly_to_a_defined_outcome(env, text):
     t0 = time.perf_counter()
     result = env.parse_answer(text)

@@ -47,6 +47,7 @@ def test_paper_protocol_states_are_the_learners():
     assert [leaves_equal(export.load_state(t)[1], index(states, i)) for i, t in enumerate(ds["answer"])] == [True] * 2
 
 
+@pytest.mark.slow
 def test_rows_carry_each_trainers_columns():
     ds = export.to_dataset("2048", 2, seed=0, mode="legal", depth=2, progress=False, image_size=64)
     row = ds[0]
@@ -90,6 +91,7 @@ def test_streamed_export_equals_in_memory_and_records_its_arguments(tmp_path):
         export.to_dataset("2048", 1, out=tmp_path, progress=False, image_size=64)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_dataset_that_datasets_loads(tmp_path, capsys):
     import datasets
 

@@ -272,6 +272,7 @@ def test_full_board_mask_equals_the_kernel_on_full_boards(size):
     assert int(full.sum()) > 0
 
 
+@pytest.mark.slow
 def test_force_pair_repairs_a_board_without_pairs():
     board = jnp.array([1, 2, 2, 1])  # 2x2 diagonals: no pair (each needs 3 turns)
     assert not bool(ss.connectable_pairs(board.reshape(2, 2)).any())
@@ -280,6 +281,7 @@ def test_force_pair_repairs_a_board_without_pairs():
     assert bool(ss.connectable_pairs(fixed.reshape(2, 2))[0, 0, 0, 1])
 
 
+@pytest.mark.slow
 def test_fresh_boards_always_have_a_pair_even_when_most_draws_have_none():
     # On a 2x2 board with two kinds, a third of the shuffles have no pair.
     env = jaxgym.make("shisensho", size=2, colors=2, shapes=1, copies=2)
@@ -304,6 +306,7 @@ def _z_tolerance(ours: np.ndarray, reference_se: float) -> float:
     return 4 * float(np.hypot(se, reference_se))
 
 
+@pytest.mark.slow
 def test_fresh_board_statistics_match_games_md():
     chunks = [FN.vreset(jax.random.split(jax.random.key(seed), BATCH)) for seed in range(10)]
     states = jax.tree.map(lambda *x: jnp.concatenate(x), *chunks)  # 10,240 boards

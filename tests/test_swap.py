@@ -446,6 +446,7 @@ def test_hand_made_boards_score_exactly(name):
     assert np.asarray(after.board).tolist() == ref_board and ref_points == reward
 
 
+@pytest.mark.slow
 def test_a_plus_counts_its_centre_once():
     """A + of runs cannot come from one swap on a resting board (the moved tile would have
     to be the centre, and its source cell is an arm), so it is checked on the wave rule and
@@ -587,6 +588,7 @@ def test_jit_vmap_shapes_and_dtypes(batch):
     chex.assert_type(images, jnp.uint8)
 
 
+@pytest.mark.slow
 def test_determinism_per_key():
     keys = jax.random.split(jax.random.key(5), BATCH)
     a, b = reset_batch(keys), reset_batch(keys)
@@ -603,6 +605,7 @@ def test_determinism_per_key():
     assert (np.asarray(outs.board) == np.asarray(outs.board)[0]).all()
 
 
+@pytest.mark.slow
 def test_truncation_after_max_moves():
     state = ENV.reset(jax.random.key(0))
     assert ENV.max_moves == 100

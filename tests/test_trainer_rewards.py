@@ -126,6 +126,7 @@ def test_easyr1_batch_compute_score_equals_group_scorer(game):
                                                                               strict=True)]
 
 
+@pytest.mark.slow
 def test_verl_compute_score_equals_group_scorer():
     verl = _load_by_path("verl")
     rows, flat, expected = _case("swap-v0")
