@@ -17,7 +17,7 @@ def test_lmgame_presets_are_lmgame_benchs_settings():
     assert env.size == 4
     swap = eval_preset("lmgame", "swap-v0")
     assert (swap.runs, swap.steps, swap.warmup) == (3, 50, 0)
-    env = jaxgym.make("swap", **swap.params, image_size=64)
+    env = jaxgym.make("swap", **swap.params, image_size=112)
     assert (env.size, env.kinds, env.max_moves) == (8, 4, 50)  # 8x8, 4 candy colours, 50 moves
     state = env.reset(jax.random.key(0))
     assert int(state.board.max()) < 4
