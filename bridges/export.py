@@ -49,6 +49,7 @@ import jax
 import numpy as np
 
 import jaxgym
+from bridges.protocol import parse_game_params
 from bridges.sampler import MODES, StateSampler
 from bridges.scoring import unbatch
 from bridges.torch_io import images_to_pil
@@ -290,19 +291,6 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, unit="state", disable=not enabled)
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
-    params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param {item!r} must look like name=value, e.g. --param size=6")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
-    return params
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bridges.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", required=True, help=f"game id, one of {jaxgym.registered_games()}")
@@ -321,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         ds = to_dataset(args.game, args.states, seed=args.seed, out=out, batch_size=args.batch_size, mode=args.mode,
-                        depth=args.depth, **_parse_params(args.param))
+                        depth=args.depth, **parse_game_params(args.param))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

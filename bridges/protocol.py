@@ -19,7 +19,8 @@ warm-up) and ``"lmgame"`` (lmgame-bench's settings for 2048 and Candy Crush / Sw
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -231,3 +232,22 @@ def eval_preset(protocol: str, game: str) -> EvalPreset:
     if name not in presets:
         raise ValueError(f"protocol {protocol!r} has no setting for game {game!r}; it covers {sorted(presets)}")
     return presets[name]
+
+
+def parse_game_params(items: Sequence[str]) -> dict[str, Any]:
+    """Game parameters from command-line ``--param name=value`` items; each value is JSON where
+    it parses (``size=6`` -> 6), else the string (``dataset=patterns``).
+
+    >>> parse_game_params(["size=6", "dataset=patterns"])
+    {'size': 6, 'dataset': 'patterns'}
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param {item!r} must look like name=value, e.g. --param size=6")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    return params

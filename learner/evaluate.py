@@ -24,7 +24,6 @@ failed (default 0.1). ``eval.json`` is written either way, with the error counts
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -44,7 +43,7 @@ from bridges.evaluation import (  # noqa: E402
     write_json,
 )
 from bridges.policies import PolicyError, make_policy  # noqa: E402
-from bridges.protocol import EVAL_PROTOCOLS, eval_preset  # noqa: E402
+from bridges.protocol import EVAL_PROTOCOLS, eval_preset, parse_game_params  # noqa: E402
 
 EXIT_UNUSABLE = 3
 
@@ -136,14 +135,7 @@ def game_params(args: argparse.Namespace) -> dict[str, Any]:
         params["size"] = args.size
     if args.image_size is not None:
         params["image_size"] = args.image_size
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param needs KEY=VALUE, got {item!r}")
-        try:
-            params[name] = json.loads(value)
-        except json.JSONDecodeError:
-            params[name] = value
+    params.update(parse_game_params(args.param))
     return params
 
 
