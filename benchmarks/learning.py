@@ -63,11 +63,16 @@ class Plan:
     protocol_runs: int = 10
     protocol_steps: int = 20
     rl_lr: float = 1e-3
+    cold_start: str = "shipped"
+    """'shipped': every seed's G1 starts from the game's shipped cold start
+    (learner/assets/cold-start-<game>, rebuilt by the command in its jaxgym.json); 'train': a
+    cold start of ``cold_start_steps`` per seed inside the run."""
 
 
+COLD_STARTS = ("shipped", "train")
 FULL = Plan()
 QUICK = Plan(seeds=2, cold_start_steps=2, rl_steps=2, states_per_step=2, group_size=2, eval_every=1, eval_states=2,
-             protocol_runs=2, protocol_steps=2)
+             protocol_runs=2, protocol_steps=2, cold_start="train")
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -104,6 +109,26 @@ def cold_start(game: str, plan: Plan, seed: int, run_dir: Path) -> dict[str, Any
     config = _config(game, plan, seed, run_dir, preset="cold-start", teacher=GAMES[game]["teacher"],
                      steps=plan.cold_start_steps, eval_every=plan.cold_start_steps)
     return ColdStartTrainer(config, echo=lambda _: None).train()
+
+
+def shipped_cold_start(game: str) -> str:
+    """The export directory of ``game``'s shipped cold start, checked against the benchmark's
+    board and teacher (a clear error when it was built for another)."""
+    from learner.models import shipped_cold_start as find
+
+    spec = GAMES[game]
+    found = find(spec["game"])
+    if found is None:
+        raise SystemExit(f"error: no cold start ships for {game!r}; run with --cold-start train")
+    directory, record = found
+    board = {**record["game_params"], "size": record["game_params"].get("size", spec["game_params"].get("size"))}
+    wanted = {"game_params": spec["game_params"], "teacher": spec["teacher"],
+              "sample_depth": spec.get("train", {}).get("sample_depth", record["train"].get("sample_depth"))}
+    got = {"game_params": board, "teacher": record["teacher"], "sample_depth": record["train"].get("sample_depth")}
+    if got != wanted:
+        raise SystemExit(f"error: the shipped cold start {directory} was built for {got}, the benchmark needs "
+                         f"{wanted}; rebuild it ({record['command']}) or run with --cold-start train")
+    return str(directory)
 
 
 def grpo(game: str, plan: Plan, seed: int, run_dir: Path, model: str) -> dict[str, Any]:
@@ -158,12 +183,20 @@ def _last(metrics: list[dict[str, Any]], key: str) -> float:
     return float(values[-1]) if values else math.nan
 
 
+def _first(metrics: list[dict[str, Any]], key: str) -> float:
+    values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
+    return float(values[0]) if values else math.nan
+
+
 def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
     """Every arm of one game and seed; returns their numbers and curves."""
     base = out / game / f"seed{seed}"
-    cs = cold_start(game, plan, seed, base / "cold-start")
+    if plan.cold_start == "shipped":
+        cs_export = shipped_cold_start(game)
+    else:
+        cs_export = cold_start(game, plan, seed, base / "cold-start")["export"]
     g0 = grpo(game, plan, seed, base / "G0", model="tiny")
-    g1 = grpo(game, plan, seed, base / "G1", model=cs["export"])
+    g1 = grpo(game, plan, seed, base / "G1", model=cs_export)
     budget = _config(game, plan, seed, base).max_response_tokens
     if budget == 0:
         import jaxgym
@@ -173,14 +206,17 @@ def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
         budget = format_token_budget(jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"]),
                                      build_tiny_tokenizer())
     result: dict[str, Any] = {"seed": seed, "arms": {}, "curves": {}}
-    arms = (("G0", g0, base / "G0"), ("cold start", cs, base / "cold-start"), ("G1", g1, base / "G1"))
-    for arm, summary, run in arms:
+    # The cold start alone is G1 before its first update: its step-0 greedy evaluation on the
+    # same held-out states as G0's and G1's.
+    arms = (("G0", g0["export"], base / "G0", _last), ("cold start", cs_export, base / "G1", _first),
+            ("G1", g1["export"], base / "G1", _last))
+    for arm, export, run, pick in arms:
         metrics = _metrics(run)
         result["arms"][arm] = {
-            "game": _last(metrics, "eval/game"),
-            "P_acc": _last(metrics, "eval/P_acc"),
-            "R_acc": _last(metrics, "eval/R_acc"),
-            "protocol": protocol_score(game, plan, seed, f"hf:{summary['export']}", base / f"eval-{arm}", budget),
+            "game": pick(metrics, "eval/game"),
+            "P_acc": pick(metrics, "eval/P_acc"),
+            "R_acc": pick(metrics, "eval/R_acc"),
+            "protocol": protocol_score(game, plan, seed, f"hf:{export}", base / f"eval-{arm}", budget),
         }
         if arm != "cold start":
             result["curves"][arm] = {
@@ -269,6 +305,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--cold-start-steps", type=int, default=None)
     parser.add_argument("--rl-steps", type=int, default=None)
+    parser.add_argument("--cold-start", choices=COLD_STARTS, default=None,
+                        help="'shipped' (the full run's default): G1 starts from the game's shipped cold start; "
+                             "'train': a cold start per seed inside the run (--cold-start-steps, --quick's default)")
     parser.add_argument("--out", default=None, help="run directory (default runs/learning-<time>)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -278,6 +317,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if value < 1:
                 raise SystemExit(f"error: --{field.replace('_', '-')}={value} must be >= 1")
             plan = dataclasses.replace(plan, **{field: value})
+    if args.cold_start is not None:
+        plan = dataclasses.replace(plan, cold_start=args.cold_start)
     games = [g.strip() for g in args.games.split(",") if g.strip()]
     unknown = [g for g in games if g not in GAMES]
     if unknown:

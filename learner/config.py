@@ -270,6 +270,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The perception cold start of the tiny model (python learner/sft.py): teacher-forced
     # perception + reasoning + answer on fresh states every step, greedy evaluation.
     "cold-start": dict(
+        model="tiny",  # a cold start trains the model from scratch, not from the shipped cold start
         steps=600,
         states_per_step=16,
         lr=3e-3,

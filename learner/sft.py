@@ -20,7 +20,8 @@ keys (``--preset cold-start`` is applied first), run directory, engine, checkpoi
 metrics log and export (``<run_dir>/export``, loadable with ``--model``). Every
 ``eval_every`` steps, greedy generation through the rollout engine on held-out states gives
 the paper's measures (``learner.measures``): ``eval/P_acc``, ``eval/cell_accuracy``,
-``eval/format``, ``eval/legal``, ``eval/game`` ...
+``eval/format``, ``eval/legal``, ``eval/game`` ..., and whether the model reads its image at all
+(``eval/image_use``: how much worse the held-out targets score with the images swapped).
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class ColdStartTrainer(GRPOTrainer):
         self.stop_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     PROGRESS_NAME = "cold start"
-    CURVE_KEYS = ("loss/sft", "token_accuracy", "eval/P_acc", "eval/cell_accuracy", "eval/legal", "eval/game")
+    CURVE_KEYS = ("loss/sft", "token_accuracy", "eval/P_acc", "eval/cell_accuracy", "eval/image_use", "eval/legal",
+                  "eval/game")
 
     def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{metrics['loss/sft']:.3f}", "tok_acc": f"{metrics['token_accuracy']:.3f}"}
@@ -92,6 +94,37 @@ class ColdStartTrainer(GRPOTrainer):
         batch = collate(prompts, rows, [ids[r] for r in rows], pad_token_id=self.pad_token_id)
         logp, _ = self.engine.logprobs(batch)
         return logp, batch.response_mask.to(logp.device)
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        """The greedy measures (:meth:`GRPOTrainer.evaluate`) plus the image's use: the
+        teacher-forced NLL per target token on the held-out states with their own images
+        (``nll``) and with each image swapped for the next state's (``nll_swapped``). A model
+        that reads the board loses when the images are swapped (``image_use`` =
+        ``nll_swapped - nll`` > 0); one on the loss plateau writes the average board whatever
+        it sees (``image_use`` ~ 0), however low its loss."""
+        import jax
+
+        measured = super().evaluate()
+        states, boards = self.held_out()
+        if len(boards) < 2:
+            return measured
+        # A fixed key: the held-out targets are the same at every evaluation, and the training
+        # stream of keys is left alone (a resumed run stays bit for bit the same).
+        _, ids = self.targets(states, jax.random.key(self.config.seed))
+        nll = {}
+        for name, shown in (("nll", boards), ("nll_swapped", np.roll(boards, 1, axis=0))):
+            prompts = encode_prompts(self.processor, [self.chat_text] * len(shown), shown,
+                                     max_prompt_tokens=self.config.max_prompt_tokens)
+            total, summed = 0.0, 0.0
+            with torch.no_grad():
+                for rows in _chunks(list(range(len(shown))), self.config.logprob_micro_batch_size):
+                    logp, mask = self.forward(prompts, rows, ids)
+                    summed += float(-(logp * mask).sum())
+                    total += float(mask.sum())
+            nll[name] = summed / max(total, 1.0)
+        return {**measured, **nll, "image_use": nll["nll_swapped"] - nll["nll"]}
 
     # -- one step ----------------------------------------------------------------------------
 

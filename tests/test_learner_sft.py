@@ -176,6 +176,23 @@ def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
 
 
 @pytest.mark.slow
+def test_image_use_is_the_loss_of_swapping_the_held_out_images(tmp_path):
+    """eval/image_use compares the held-out targets' NLL with each board's own image and with
+    another board's: exactly 0 when every board looks the same, nonzero otherwise (even a
+    random model's NLL depends on its image)."""
+    import jax
+
+    trainer = _cold_start(tmp_path, "image-use", eval_states=2)
+    states, boards = trainer.held_out()
+    measured = trainer.evaluate()
+    assert measured["image_use"] == pytest.approx(measured["nll_swapped"] - measured["nll"])
+    assert abs(measured["image_use"]) > 1e-6 and measured["nll"] > 0
+    same = jax.tree.map(lambda x: np.stack([np.asarray(x)[0]] * 2), states)
+    trainer._held_out = (same, np.stack([boards[0]] * 2))
+    assert trainer.evaluate()["image_use"] == 0.0
+
+
+@pytest.mark.slow
 def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     from learner import sft
     from learner.models import load_policy
@@ -190,7 +207,9 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the evaluation before any update
-    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game"} <= set(lines[0])
+    assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game", "eval/nll",
+            "eval/nll_swapped", "eval/image_use"} <= set(lines[0])
+    assert lines[2]["eval/image_use"] == pytest.approx(lines[2]["eval/nll_swapped"] - lines[2]["eval/nll"])
     assert "eval/P_acc" in lines[2] and "eval/P_acc" in lines[3] and "eval/P_acc" not in lines[1]
     model, _ = load_policy(str(run / "export"))
     assert model.config.text_config.hidden_size == 128

@@ -25,6 +25,22 @@ def test_bad_arguments_are_clear_errors():
         learning.main(["--quick", "--seeds", "0"])
 
 
+@pytest.mark.parametrize("game", sorted(learning.GAMES))
+def test_the_full_run_starts_g1_from_the_shipped_cold_start_of_its_board(game):
+    from learner.models import shipped_cold_start
+
+    assert learning.FULL.cold_start == "shipped"
+    directory, record = shipped_cold_start(learning.GAMES[game]["game"])
+    assert learning.shipped_cold_start(game) == str(directory)
+    assert record["teacher"] == learning.GAMES[game]["teacher"]
+
+
+def test_a_shipped_cold_start_for_another_board_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(learning.GAMES, "2048", {**learning.GAMES["2048"], "game_params": {"size": 5}})
+    with pytest.raises(SystemExit, match="was built for .* rebuild it"):
+        learning.shipped_cold_start("2048")
+
+
 @pytest.mark.slow
 def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, capsys):
     results = learning.main(["--quick", "--games", "2048", "--seeds", "1", "--out", str(tmp_path)])
@@ -38,6 +54,8 @@ def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, caps
             assert -1.0 <= record["arms"][arm]["game"] <= 1.0 and 0.0 <= record["arms"][arm]["P_acc"] <= 1.0
             assert math.isfinite(record["arms"][arm]["protocol"])  # learner/evaluate.py ran on its export
         assert record["curves"]["G1"]["eval_step"] == [0, 1, 2]  # greedy held-out evaluation every step
+        # The cold start alone is G1 before its first update, on the same held-out states.
+        assert record["arms"]["cold start"]["game"] == record["curves"]["G1"]["eval_game"][0]
     seed0 = tmp_path / "2048" / "seed0"
     assert (seed0 / "cold-start" / "export" / "config.json").is_file()
     g1_config = (seed0 / "G1" / "config.yaml").read_text()
