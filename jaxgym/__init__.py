@@ -14,7 +14,8 @@ import importlib.util
 
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
-from jaxgym.registry import make, make_vec, register, registered_games
+from jaxgym.protocol import GameProtocol
+from jaxgym.registry import make, make_vec, register, register_renderer, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.swap import Swap
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
@@ -35,6 +36,7 @@ __all__ = [
     "AutoReset",
     "Env",
     "Game2048",
+    "GameProtocol",
     "ShisenSho",
     "ShisenShoImages",
     "State",
@@ -44,6 +46,7 @@ __all__ = [
     "make",
     "make_vec",
     "register",
+    "register_renderer",
     "registered_games",
 ]
 __version__ = "0.1.0"
