@@ -211,6 +211,8 @@ def bench_jumanji(batch: int, args) -> Row:
 
 
 def bench_gymnax_breakout(batch: int, args) -> Row:
+    from importlib.metadata import version
+
     import gymnax
 
     env, params = gymnax.make("Breakout-MinAtar")
@@ -220,13 +222,13 @@ def bench_gymnax_breakout(batch: int, args) -> Row:
         return state, obs
 
     def step(carry, action, key):  # gymnax's step resets finished episodes itself
-        obs, state, _, _, _ = env.step(key, carry[0], action, params)
+        obs, state, *_ = env.step(key, carry[0], action, params)
         return state, obs
 
     legal_of = lambda carry: jnp.ones((carry[1].shape[0], env.num_actions), bool)
     compile_s, sec, steps = measure_scan(lambda n: scan_steps(reset, step, legal_of, batch, n), 4, 512, args)
     return Row(
-        f"gymnax {gymnax.__version__} (MinAtar)", "breakout", batch, steps_per_s=batch * steps / sec,
+        f"gymnax {version('gymnax')} (MinAtar)", "breakout", batch, steps_per_s=batch * steps / sec,
         compile_s=compile_s, note="logic + 10x10x4 obs",
     )
 
