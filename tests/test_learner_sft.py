@@ -306,3 +306,21 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
                        "--run_dir", str(tmp_path / "smoke")]) == 0
     out = capsys.readouterr().out
     assert "built-in tiny random-weight Qwen2.5-VL" in out and "Done: 2 steps" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("game", ["2048"])
+def test_the_shipped_cold_start_reads_its_board(tmp_path, game):
+    """The shipped checkpoint left the perception plateau: on held-out boards it writes most
+    cells right and its targets score worse with another board's image (a model on the plateau
+    writes the average board, cell accuracy at chance and image_use ~ 0)."""
+    from learner.models import shipped_cold_start
+    from learner.sft import ColdStartTrainer
+
+    directory, record = shipped_cold_start(game)
+    config = small_config(str(tmp_path / game), game=game, game_params=record["game_params"], model=str(directory),
+                          teacher=record["teacher"], sample_depth=record["train"]["sample_depth"], eval_states=16,
+                          max_response_tokens=0, kl_coef=0.0)
+    measured = ColdStartTrainer(config, echo=lambda _: None).evaluate()
+    assert measured["cell_accuracy"] > 0.7 and measured["format"] == 1.0, measured
+    assert measured["image_use"] > 0.2, measured
