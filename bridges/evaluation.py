@@ -26,7 +26,6 @@ The command line (``main``) is here too, beside the code it runs; its documented
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import math
@@ -34,7 +33,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ import jax
 import numpy as np
 
 import jaxgym
+from bridges import cli
+from bridges.cli import option
 from bridges.policies import Observation, Policy, PolicyError, RequestFailure, make_policy, policy_kinds
 from bridges.protocol import EVAL_PROTOCOLS, GameProtocol, eval_preset, parse_game_params, protocol_for
 from bridges.sampler import StateSampler
@@ -470,90 +471,75 @@ def summary_table(result: EvalResult) -> str:
 EXIT_UNUSABLE = 3
 
 
-def _at_least(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: >= {low}")
-        return value
+@dataclass
+class EvalOptions:
+    """The evaluator's command line (``python learner/evaluate.py --help``), in the grammar of
+    ``bridges.cli``: the learner's (``--key value``, ``--key=value``, ``key=value``)."""
 
-    return parse
+    game: str = option("", "Game id (required): a registered jaxgym game.")
+    policy: str = option("", (
+        "Policy spec (required): random | legal-random | greedy | openai:<base_url> | hf:<checkpoint dir> "
+        "(the learner's, registered by learner/evaluate.py) | module:function."))
+    protocol: str = option("paper", (
+        "Preset runs, steps, warm-up and game parameters (bridges.protocol.EVAL_PROTOCOLS); the other "
+        "options override it."), choices=tuple(sorted(EVAL_PROTOCOLS)))
+    runs: int | None = option(None, "Parallel runs (None: the protocol's; paper: 10).")
+    steps: int | None = option(None, "Steps per run (None: the protocol's; paper: 100).")
+    seed: int = option(0, "Seeds the warm-up, the game's randomness and the policy.")
+    warmup: int | None = option(None, "Random warm-up actions (None: the protocol's, else the game's).")
+    out: str = option("", "Run directory ('' = runs/eval-<game>-<policy>-<timestamp>).")
+    size: int | None = option(None, "Board size, for games that have one.")
+    image_size: int | None = option(None, "Rendered image side in pixels.")
+    param: list[str] = option(help=(
+        "Any other game parameter as KEY=VALUE (VALUE read as JSON if it parses, else a string); "
+        "repeatable."), default_factory=list)
+    model: str | None = option(None, "Model name for openai: policies.")
+    api_key_env: str = option("OPENAI_API_KEY", "openai: the environment variable with the API key.")
+    max_tokens: int = option(2048, "Generation budget per response.")
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).")
+    concurrency: int = option(8, "openai: requests in flight.")
+    timeout: float = option(300.0, "openai: wall-clock seconds per request attempt.")
+    retries: int = option(3, "openai: retries of a failed request.")
+    on_request_error: str = option("raise", (
+        "openai: stop, or score a request that failed every retry as an unparseable answer."),
+        choices=("raise", "unparseable"))
+    max_request_error_rate: float = option(0.1, (
+        f"Share of failed requests above which the result is unusable (exit status {EXIT_UNUSABLE})."))
+    video: str = option("auto", "Videos of the runs (auto: mp4 if ffmpeg is there, else gif).",
+                        choices=("auto", "mp4", "gif", "none"))
+    fps: float = option(2.0, "Frames per second of the videos.")
+    quiet: bool = option(False, "No progress bar.")
+
+    def validate(self) -> EvalOptions:
+        """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
+        for key in ("game", "policy"):
+            if not getattr(self, key):
+                raise ValueError(f"--{key} is required" + (
+                    f"; one of {', '.join(jaxgym.registered_games())}" if key == "game" else ""))
+        for key, low in (("runs", 1), ("steps", 1), ("warmup", 0), ("concurrency", 1), ("retries", 0)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise ValueError(f"{key}={value!r} is out of range; allowed: >= {low}")
+        if not 0 <= self.max_request_error_rate <= 1:
+            raise ValueError(f"max_request_error_rate={self.max_request_error_rate!r} is out of range; "
+                             f"allowed: 0 to 1")
+        return self
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: 0 to 1")
-    return value
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Evaluate a policy on a jaxgym game under the paper's protocol (k runs of N steps).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--game", required=True, help=f"game id, one of {jaxgym.registered_games()}")
-    parser.add_argument(
-        "--policy", required=True,
-        help="random | legal-random | greedy | " + " | ".join(f"{kind}:<...>" for kind in policy_kinds())
-             + " | module:function (hf:<checkpoint dir> once the learner registered it: learner/evaluate.py)",
-    )
-    parser.add_argument("--protocol", choices=sorted(EVAL_PROTOCOLS), default="paper",
-                        help="preset runs, steps, warm-up and game parameters (bridges.protocol.EVAL_PROTOCOLS); "
-                             "explicit flags override it")
-    parser.add_argument("--runs", type=_at_least(1), default=None,
-                        help="parallel runs (default: the protocol's; paper: 10)")
-    parser.add_argument("--steps", type=_at_least(1), default=None,
-                        help="steps per run (default: the protocol's; paper: 100)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=_at_least(0), default=None,
-                        help="random warm-up actions (default: the game's)")
-    parser.add_argument("--out", default=None, help="run directory (default: runs/eval-<game>-<policy>-<timestamp>)")
-    parser.add_argument("--size", type=int, default=None, help="board size, for games that have one")
-    parser.add_argument("--image-size", type=int, default=None, help="rendered image side in pixels")
-    parser.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
-        help="any other game parameter (VALUE read as JSON if it parses, else a string); repeatable",
-    )
-    parser.add_argument("--model", default=None, help="model name for openai: policies")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="generation budget per response")
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="openai: wall-clock seconds per request attempt")
-    parser.add_argument("--retries", type=int, default=3, help="openai: retries of a failed request")
-    parser.add_argument(
-        "--on-request-error", choices=("raise", "unparseable"), default="raise",
-        help="openai: stop, or score a request that failed every retry as an unparseable answer",
-    )
-    parser.add_argument(
-        "--max-request-error-rate", type=_rate, default=0.1,
-        help=f"share of failed requests above which the result is unusable (exit status {EXIT_UNUSABLE})",
-    )
-    parser.add_argument("--video", choices=("auto", "mp4", "gif", "none"), default="auto")
-    parser.add_argument("--fps", type=float, default=2.0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    try:
-        preset = eval_preset(args.protocol, args.game)
-    except ValueError as error:
-        parser.error(str(error))
+def parse_args(argv: Sequence[str]) -> EvalOptions:
+    """The options of a command line, the protocol's presets filled in. Raises ``ValueError``
+    naming a bad key or value (``main`` prints it and exits with status 2)."""
+    args = cli.parse(EvalOptions, argv).validate()
+    preset = eval_preset(args.protocol, args.game)
     args.runs = preset.runs if args.runs is None else args.runs
     args.steps = preset.steps if args.steps is None else args.steps
     args.warmup = preset.warmup if args.warmup is None else args.warmup
-    args.preset_params = preset.params
     return args
 
 
-def game_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = dict(getattr(args, "preset_params", {}))
+def game_params(args: EvalOptions) -> dict[str, Any]:
+    """``jaxgym.make``'s keyword arguments: the protocol's, then ``--size``, ``--image_size``, ``--param``."""
+    params: dict[str, Any] = dict(eval_preset(args.protocol, args.game).params)
     if args.size is not None:
         params["size"] = args.size
     if args.image_size is not None:
@@ -562,12 +548,23 @@ def game_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+HELP_USAGE = """Evaluate a policy on a jaxgym game under the paper's protocol (k runs of N steps).
+
+    python learner/evaluate.py --game 2048 --policy random
+    python learner/evaluate.py --game shisensho --policy greedy --runs 10 --steps 100 --seed 0
+    python learner/evaluate.py --game swap --policy openai:http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct
+    python learner/evaluate.py --game 2048 --policy hf:runs/<train-run>/export
+
+Exit status: 0 for a usable result; 2 for bad arguments; 3 when requests failed too often for
+the score to measure the policy (see --max_request_error_rate)."""
+
+
 def default_run_dir(game: str, policy: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy).strip("_")[:60] or "policy"
     return Path("runs") / f"eval-{game}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def policy_options(args: argparse.Namespace) -> dict[str, Any]:
+def policy_options(args: EvalOptions) -> dict[str, Any]:
     kind = args.policy.partition(":")[0]
     if kind == "openai":
         return dict(
@@ -579,8 +576,16 @@ def policy_options(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
-def main(argv: list[str] | None = None) -> tuple[Path, EvalResult]:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> tuple[Path, EvalResult]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli.help_text(EvalOptions, HELP_USAGE, required=("game", "policy")))
+        raise SystemExit(0)
+    try:
+        args = parse_args(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         env = jaxgym.make(args.game, **game_params(args))
         policy = make_policy(args.policy, env, seed=args.seed, model=args.model, **policy_options(args))
