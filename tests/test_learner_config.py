@@ -14,7 +14,6 @@ import yaml
 from learner import train
 from learner.config import PRESETS, TrainConfig, field_docs, from_dict, parse_args
 from learner.models import load_policy
-from tests.learner_support import restore_torch_threads  # noqa: F401 (an autouse fixture)
 
 
 def test_cli_forms_yaml_and_presets(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from learner import algorithms
 from learner.models import build_tiny_policy, checkpoint_name, load_policy
 from learner.trainer import GRPOTrainer
-from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401 (an autouse fixture)
+from tests.learner_support import TextRewardScorer, small_config
 
 
 def _quiet(_: str) -> None:
