@@ -3,8 +3,8 @@
 Each module's imports are read from its source with ``ast`` (lazy imports inside functions
 count, and so do ``importlib.import_module("...")`` calls with a literal name), so a back edge
 fails here even where nothing imports it at run time. Layers above may use everything below;
-a layer that needs something from above takes it through a registration (``hf:`` policies:
-``bridges.policies.register_policy``).
+a layer that needs something from above takes it through a registration (the games' renderers:
+``jaxgym.registry.register_renderer``; ``hf:`` policies: ``bridges.policies.register_policy``).
 """
 
 from __future__ import annotations
@@ -67,20 +67,7 @@ def test_the_import_reader_sees_lazy_relative_and_importlib_imports(tmp_path):
     ]
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [
-        pytest.param(
-            "jaxgym",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the games still import their renderers and renderers.draw.SHAPES; the game template "
-                "(branch w-template: renderers found through a registration) removes these edges",
-            ),
-        ),
-        *LAYERS[1:],
-    ],
-)
+@pytest.mark.parametrize("layer", LAYERS)
 def test_no_layer_imports_a_layer_above_it(layer):
     problems = upward_imports(layer)
     assert not problems, "\n".join(problems)
