@@ -78,6 +78,19 @@ class _Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+def _perception_truths(env: Any, states: Any, scores: Any) -> list[str]:
+    """Each state's perception truth: the scorer's (``GroupScores.perception_truths``),
+    described here only for a scorer that returns none (a text-reward stand-in)."""
+    if getattr(scores, "perception_truths", None) is not None:
+        return list(scores.perception_truths)
+    import jax
+
+    from bridges.scoring import unbatch
+
+    host = jax.device_get(states)
+    return [env.describe(unbatch(host, b)) for b in range(int(np.shape(host.reward)[0]))]
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -315,7 +328,7 @@ class GRPOTrainer:
                 dump_rollouts(
                     self.run_dir / "rollouts" / f"step_{self.step:06d}",
                     images=boards, prompt=prompt_texts[0],
-                    perception=self._perception_truths(states, scores)[: config.dump_groups],
+                    perception=_perception_truths(self.env, states, scores)[: config.dump_groups],
                     responses=responses, scores=scores, advantages=advantages.numpy(), groups=config.dump_groups,
                 )
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
@@ -337,7 +350,7 @@ class GRPOTrainer:
     def _measures(self, states: Any, responses: list[list[str]], scores: Any) -> dict[str, float]:
         """The paper's measures of a step's rollouts: P_acc, R_acc = P(raw reward > 0 |
         perception exact), cell accuracy, legal and positive-reward fractions."""
-        measured = paper_measures(scores, responses, self._perception_truths(states, scores))
+        measured = paper_measures(scores, responses, _perception_truths(self.env, states, scores))
         # R_acc is a ratio: ranks average its numerator (the share with an exact perception and a
         # positive reward) and P_acc, and it is formed after that (see _with_r_acc).
         exact_and_positive = measured["P_acc"] * (measured["R_acc"] if measured["P_acc"] > 0 else 0.0)
@@ -391,19 +404,7 @@ class GRPOTrainer:
         self.rollout.sleep()
         responses = [[t] for t in texts]
         scores = self.scorer.score(states, responses, jax.random.key(self.config.seed + EVAL_SEED_OFFSET))
-        return paper_measures(scores, responses, self._perception_truths(states, scores))
-
-    def _perception_truths(self, states: Any, scores: Any) -> list[str]:
-        """Each state's perception truth: the scorer's (``GroupScores.perception_truths``),
-        described here only for a scorer that returns none (a text-reward stand-in)."""
-        if getattr(scores, "perception_truths", None) is not None:
-            return list(scores.perception_truths)
-        import jax
-
-        from bridges.scoring import unbatch
-
-        host = jax.device_get(states)
-        return [self.env.describe(unbatch(host, b)) for b in range(int(np.shape(host.reward)[0]))]
+        return paper_measures(scores, responses, _perception_truths(self.env, states, scores))
 
     def metrics_write_eval(self, measured: dict[str, float]) -> None:
         """Log an evaluation made outside a step (step 0: before any update)."""
