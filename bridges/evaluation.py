@@ -19,6 +19,9 @@ Protocol (``shared/spec/games.md``, "How the paper sampled ... and evaluated"):
    paper's runs did the same. The records mark the step that ended an episode.
 
 Everything is seeded: one seed gives the same warm-up boards, spawns and baseline choices.
+
+The command line (``main``) is here too, beside the code it runs; its documented entry is
+``python learner/evaluate.py``, which first registers the learner's ``hf:`` policy.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
+import sys
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from bridges.policies import Observation, Policy, PolicyError, RequestFailure
-from bridges.protocol import GameProtocol, protocol_for
+import jaxgym
+from bridges import cli
+from bridges.cli import option
+from bridges.policies import Observation, Policy, PolicyError, RequestFailure, make_policy, policy_kinds
+from bridges.protocol import EVAL_PROTOCOLS, GameProtocol, eval_preset, parse_game_params, protocol_for
 from bridges.sampler import StateSampler
 from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
 from bridges.torch_io import prompts_for
@@ -455,3 +464,178 @@ def summary_table(result: EvalResult) -> str:
         first = next(rec["request_error"] for run in result.records for rec in run if rec.get("request_error"))
         lines.append(f"first request error: {first}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command line
+
+EXIT_UNUSABLE = 3
+
+
+@dataclass
+class EvalOptions:
+    """The evaluator's command line (``python learner/evaluate.py --help``), in the grammar of
+    ``bridges.cli``: the learner's (``--key value``, ``--key=value``, ``key=value``)."""
+
+    game: str = option("", "Game id (required): a registered jaxgym game.")
+    policy: str = option("", (
+        "Policy spec (required): random | legal-random | greedy | openai:<base_url> | hf:<checkpoint dir> "
+        "(the learner's, registered by learner/evaluate.py) | module:function."))
+    protocol: str = option("paper", (
+        "Preset runs, steps, warm-up and game parameters (bridges.protocol.EVAL_PROTOCOLS); the other "
+        "options override it."), choices=tuple(sorted(EVAL_PROTOCOLS)))
+    runs: int | None = option(None, "Parallel runs (None: the protocol's; paper: 10).")
+    steps: int | None = option(None, "Steps per run (None: the protocol's; paper: 100).")
+    seed: int = option(0, "Seeds the warm-up, the game's randomness and the policy.")
+    warmup: int | None = option(None, "Random warm-up actions (None: the protocol's, else the game's).")
+    out: str = option("", "Run directory ('' = runs/eval-<game>-<policy>-<timestamp>).")
+    size: int | None = option(None, "Board size, for games that have one.")
+    image_size: int | None = option(None, "Rendered image side in pixels.")
+    param: list[str] = option(help=(
+        "Any other game parameter as KEY=VALUE (VALUE read as JSON if it parses, else a string); "
+        "repeatable."), default_factory=list)
+    model: str | None = option(None, "Model name for openai: policies.")
+    api_key_env: str = option("OPENAI_API_KEY", "openai: the environment variable with the API key.")
+    max_tokens: int = option(2048, "Generation budget per response.")
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).")
+    concurrency: int = option(8, "openai: requests in flight.")
+    timeout: float = option(300.0, "openai: wall-clock seconds per request attempt.")
+    retries: int = option(3, "openai: retries of a failed request.")
+    on_request_error: str = option("raise", (
+        "openai: stop, or score a request that failed every retry as an unparseable answer."),
+        choices=("raise", "unparseable"))
+    max_request_error_rate: float = option(0.1, (
+        f"Share of failed requests above which the result is unusable (exit status {EXIT_UNUSABLE})."))
+    video: str = option("auto", "Videos of the runs (auto: mp4 if ffmpeg is there, else gif).",
+                        choices=("auto", "mp4", "gif", "none"))
+    fps: float = option(2.0, "Frames per second of the videos.")
+    quiet: bool = option(False, "No progress bar.")
+
+    def validate(self) -> EvalOptions:
+        """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
+        for key in ("game", "policy"):
+            if not getattr(self, key):
+                raise ValueError(f"--{key} is required" + (
+                    f"; one of {', '.join(jaxgym.registered_games())}" if key == "game" else ""))
+        for key, low in (("runs", 1), ("steps", 1), ("warmup", 0), ("concurrency", 1), ("retries", 0)):
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise ValueError(f"{key}={value!r} is out of range; allowed: >= {low}")
+        if not 0 <= self.max_request_error_rate <= 1:
+            raise ValueError(f"max_request_error_rate={self.max_request_error_rate!r} is out of range; "
+                             f"allowed: 0 to 1")
+        return self
+
+
+def parse_args(argv: Sequence[str]) -> EvalOptions:
+    """The options of a command line, the protocol's presets filled in. Raises ``ValueError``
+    naming a bad key or value (``main`` prints it and exits with status 2)."""
+    args = cli.parse(EvalOptions, argv).validate()
+    preset = eval_preset(args.protocol, args.game)
+    args.runs = preset.runs if args.runs is None else args.runs
+    args.steps = preset.steps if args.steps is None else args.steps
+    args.warmup = preset.warmup if args.warmup is None else args.warmup
+    return args
+
+
+def game_params(args: EvalOptions) -> dict[str, Any]:
+    """``jaxgym.make``'s keyword arguments: the protocol's, then ``--size``, ``--image_size``, ``--param``."""
+    params: dict[str, Any] = dict(eval_preset(args.protocol, args.game).params)
+    if args.size is not None:
+        params["size"] = args.size
+    if args.image_size is not None:
+        params["image_size"] = args.image_size
+    params.update(parse_game_params(args.param))
+    return params
+
+
+HELP_USAGE = """Evaluate a policy on a jaxgym game under the paper's protocol (k runs of N steps).
+
+    python learner/evaluate.py --game 2048 --policy random
+    python learner/evaluate.py --game shisensho --policy greedy --runs 10 --steps 100 --seed 0
+    python learner/evaluate.py --game swap --policy openai:http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct
+    python learner/evaluate.py --game 2048 --policy hf:runs/<train-run>/export
+
+Exit status: 0 for a usable result; 2 for bad arguments; 3 when requests failed too often for
+the score to measure the policy (see --max_request_error_rate)."""
+
+
+def default_run_dir(game: str, policy: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy).strip("_")[:60] or "policy"
+    return Path("runs") / f"eval-{game}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def policy_options(args: EvalOptions) -> dict[str, Any]:
+    kind = args.policy.partition(":")[0]
+    if kind == "openai":
+        return dict(
+            api_key_env=args.api_key_env, max_tokens=args.max_tokens, temperature=args.temperature,
+            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries, on_error=args.on_request_error,
+        )
+    if kind in policy_kinds():  # a registered model policy (hf:): a generation budget and temperature
+        return dict(max_tokens=args.max_tokens, temperature=args.temperature)
+    return {}
+
+
+def main(argv: Sequence[str] | None = None) -> tuple[Path, EvalResult]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(cli.help_text(EvalOptions, HELP_USAGE, required=("game", "policy")))
+        raise SystemExit(0)
+    try:
+        args = parse_args(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        env = jaxgym.make(args.game, **game_params(args))
+        policy = make_policy(args.policy, env, seed=args.seed, model=args.model, **policy_options(args))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    run_dir = Path(args.out) if args.out else default_run_dir(args.game, args.policy)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"run directory: {run_dir}", flush=True)
+
+    recorder = None if args.video == "none" else VideoRecorder(
+        run_dir, args.runs, fps=args.fps, fmt=args.video, steps=args.steps
+    )
+    from tqdm import tqdm
+
+    progress = tqdm(total=args.steps, desc=f"{env.id} {policy.name}", unit="step", disable=args.quiet)
+    try:
+        result = evaluate(
+            env, policy, runs=args.runs, steps=args.steps, seed=args.seed, warmup=args.warmup,
+            frame_sink=recorder, progress=progress,
+        )
+    except PolicyError as error:
+        raise SystemExit(f"error: {error}") from None
+    finally:
+        progress.close()
+        policy.close()
+        if recorder is not None:
+            recorder.close()
+    result.config.update(
+        {"params": game_params(args), "model": args.model, "policy_spec": args.policy, "run_dir": str(run_dir)}
+    )
+    write_json(result, run_dir / "eval.json")
+    plot_cumulative(result, run_dir / "cumulative.png")
+    print(summary_table(result))
+    outputs = ["eval.json", "cumulative.png"] + ([p.name for p in recorder.paths] if recorder else [])
+    print(f"wrote {', '.join(outputs)} to {run_dir}")
+    problem = unusable(result, args.max_request_error_rate)
+    if problem:
+        print(f"error: {problem}; the score does not measure the policy (exit status {EXIT_UNUSABLE})",
+              file=sys.stderr)
+        raise SystemExit(EXIT_UNUSABLE)
+    return run_dir, result
+
+
+def unusable(result: EvalResult, max_error_rate: float) -> str:
+    """Why ``result``'s score is not a measurement of the policy ('' if it is)."""
+    summary = result.summary()
+    if summary["runs_without_a_successful_request"]:
+        return (f"{summary['runs_without_a_successful_request']} of {result.runs} run(s) had no successful request "
+                f"({summary['request_errors']} request errors in all)")
+    if summary["request_error_rate"] > max_error_rate:
+        return (f"{summary['request_errors']} of {result.runs * result.steps} requests failed "
+                f"({summary['request_error_rate']:.0%} > --max-request-error-rate {max_error_rate:g})")
+    return ""

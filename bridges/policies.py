@@ -14,7 +14,9 @@ parallel runs and returns k response strings, which the evaluator parses with
 - ``openai:<base_url>``: an OpenAI-compatible chat-completions server (``vllm serve``,
   ...) given ``model=``; images go as base64 PNG data URLs, requests run concurrently,
   with timeouts and retries. The API key is read from the environment (``api_key_env``).
-- ``hf:<path>``: a local transformers checkpoint, batched generation.
+- ``hf:<path>``: a local transformers checkpoint, batched generation (``learner.hf_policy``,
+  registered when the learner is imported: policies from a layer above register themselves
+  with :func:`register_policy`, bridges never imports them).
 - ``module:function``: any callable ``(images, prompts) -> responses`` where ``images``
   is a read-only ``(k, H, W, 3)`` uint8 numpy array and ``prompts`` k strings.
 """
@@ -491,11 +493,41 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return fn
 
 
+PolicyFactory = Callable[..., Policy]
+"""``factory(rest, env, *, seed, model, **options) -> Policy`` for a spec ``<kind>:<rest>``."""
+
+_POLICY_KINDS: dict[str, PolicyFactory] = {}
+
+
+def register_policy(kind: str, factory: PolicyFactory) -> None:
+    """Make ``make_policy("<kind>:<rest>", ...)`` call ``factory``.
+
+    This is how a layer above bridges adds a policy without bridges importing it: the learner
+    registers ``hf:`` when ``learner.hf_policy`` is imported (``learner/evaluate.py`` does).
+    Registering a kind again replaces it, so a module reloaded in a test stays registered.
+    """
+    if not kind.isidentifier() or kind in BUILTIN:
+        raise ValueError(f"policy kind {kind!r} is invalid; it must be an identifier other than {', '.join(BUILTIN)}")
+    _POLICY_KINDS[kind] = factory
+
+
+def policy_kinds() -> tuple[str, ...]:
+    """The ``<kind>:`` prefixes ``make_policy`` knows now (registered ones included)."""
+    return tuple(_POLICY_KINDS)
+
+
+def _openai_policy(base_url: str, env: Env, *, seed: int, model: str | None, **options: Any) -> Policy:
+    return OpenAIPolicy(base_url, model or "", **options)
+
+
+register_policy("openai", _openai_policy)
+
+
 def make_policy(spec: str, env: Env, *, seed: int = 0, model: str | None = None, **options: Any) -> Policy:
-    """Build a policy from its spec string (see module doc). ``options`` go to the
-    OpenAI policy (``api_key_env``, ``max_tokens``, ``temperature``, ``concurrency``,
-    ``timeout``, ``retries``, ``on_error``) or the HF policy (``max_new_tokens``,
-    ``batch_size``, ...)."""
+    """Build a policy from its spec string (see module doc). ``options`` go to the policy
+    its kind names: the OpenAI policy (``api_key_env``, ``max_tokens``, ``temperature``,
+    ``concurrency``, ``timeout``, ``retries``, ``on_error``), a registered one (``hf:``:
+    ``max_new_tokens``, ``batch_size``, ...)."""
     if spec == "random":
         return RandomPolicy(env, seed=seed)
     if spec == "legal-random":
@@ -503,16 +535,19 @@ def make_policy(spec: str, env: Env, *, seed: int = 0, model: str | None = None,
     if spec == "greedy":
         return GreedyPolicy(env)
     kind, sep, rest = spec.partition(":")
-    if sep and kind == "openai":
-        return OpenAIPolicy(rest, model or "", **options)
-    if sep and kind == "hf":
-        from bridges.hf_policy import HFPolicy
-
-        return HFPolicy(rest, **options)
+    if sep and kind in _POLICY_KINDS:
+        return _POLICY_KINDS[kind](rest, env, seed=seed, model=model, **options)
     if sep:
-        return CallablePolicy(load_callable(spec), name=spec.rpartition(":")[2])
+        try:
+            return CallablePolicy(load_callable(spec), name=spec.rpartition(":")[2])
+        except ValueError as error:
+            if kind != "hf":
+                raise
+            raise ValueError(
+                f"policy {spec!r}: no policy kind 'hf' is registered ({error}); the learner registers it: "
+                f"import learner.hf_policy first, or run python learner/evaluate.py"
+            ) from None
     raise ValueError(
-        f"unknown policy {spec!r}; use one of {', '.join(BUILTIN)}, openai:<base_url> (with --model), "
-        f"hf:<checkpoint dir>, or module:function"
+        f"unknown policy {spec!r}; use one of {', '.join(BUILTIN)}, "
+        f"{', '.join(f'{k}:<...>' for k in _POLICY_KINDS)} (openai: with --model), or module:function"
     )
-

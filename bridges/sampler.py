@@ -14,7 +14,8 @@ Modes:
         ``0..depth``, for a mix of early and late positions.
 
 Boards that end during random play (terminated, or truncated by a ``TimeLimit``) restart
-from a fresh ``reset`` and go on with the remaining actions, so a sampled state is never a
+from a fresh ``reset`` (``jaxgym.wrappers.AutoReset``, the one auto-reset) and go on with the
+remaining actions, so a sampled state is never a
 finished game: a finished game has no legal move and teaches nothing. The returned states
 are clean: ``reward`` 0, ``last_action_legal`` True, ``terminated``/``truncated`` False;
 ``step_count`` counts the actions since the board's last reset, and ``score`` the score
@@ -32,6 +33,7 @@ import numpy as np
 
 from bridges.protocol import protocol_for
 from jaxgym.core import Array, Env, PRNGKey, State
+from jaxgym.wrappers import AutoReset, tree_select
 
 MODES = ("paper", "uniform", "legal", "random-depth")
 MAX_DEPTH = 100_000
@@ -59,12 +61,12 @@ def random_play(
         step_key, t = xs
         action_key, env_key, reset_key = jax.random.split(step_key, 3)
         action = random_action(carry, action_key, policy, env.num_actions)
-        stepped = env.step(carry, action, env_key)
-        ended = stepped.terminated | stepped.truncated
-        nxt = _select(ended, env.reset(reset_key), stepped)
+        nxt, _ = restarting.step_and_restart(carry, action, env_key, reset_key)
         if depth is not None:
-            nxt = _select(t < depth, nxt, carry)
+            nxt = tree_select(t < depth, nxt, carry)
         return nxt, None
+
+    restarting = AutoReset(env)
 
     if steps == 0:
         return state
@@ -81,10 +83,6 @@ def clean(state: State) -> State:
         truncated=jnp.zeros_like(state.truncated),
         last_action_legal=jnp.ones_like(state.last_action_legal),
     )
-
-
-def _select(pred: Array, on_true: Any, on_false: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 @functools.lru_cache(maxsize=64)

@@ -51,6 +51,9 @@ class GroupScores:
         overall: float32 ``w_game * game + w_format * format + w_perception * perception``.
         legal: bool, whether the parsed action was a legal move.
         next_states: the stepped states, a pytree with leading dims ``(B, n)`` (JAX arrays).
+        perception_truths: B strings, ``env.describe`` of each state: what ``perception``
+            compared the responses with (logs and rollout dumps show it; None from a scorer
+            that has no board, like the tests' text-reward stand-in).
     """
 
     actions: np.ndarray
@@ -62,6 +65,7 @@ class GroupScores:
     overall: np.ndarray
     legal: np.ndarray = field(default=None)  # type: ignore[assignment]
     next_states: Any = field(default=None, repr=False)
+    perception_truths: list[str] | None = field(default=None, repr=False)
 
     def means(self) -> dict[str, float]:
         """Batch means of the components, for logging."""
@@ -188,4 +192,5 @@ class GroupScorer:
             overall=np.asarray(overall),
             legal=np.asarray(legal),
             next_states=nxt,
+            perception_truths=truths,
         )

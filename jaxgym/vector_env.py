@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode
 
 from jaxgym.core import Env, check_int_param, host_actions
 from jaxgym.registry import make
-from jaxgym.wrappers import TimeLimit, restart_where
+from jaxgym.wrappers import AutoReset, TimeLimit
 
 OBSERVATION_MODES = ("image", "board")
 
@@ -67,12 +67,14 @@ class GymnasiumVectorEnv(gymnasium.vector.VectorEnv):
             state = jax.vmap(env.reset)(jax.random.split(key, self.num_envs))
             return state, observe(state)
 
+        restarting = AutoReset(env)  # the one auto-reset; gymnasium's SAME_STEP mode is what it does
+
         def step(state, actions, key):
             step_key, reset_key = jax.random.split(key)
-            stepped = jax.vmap(env.step)(state, actions, jax.random.split(step_key, self.num_envs))
+            selected, stepped = restarting.step_batch_and_restart(
+                state, actions, jax.random.split(step_key, self.num_envs), jax.random.split(reset_key, self.num_envs)
+            )
             done = stepped.terminated | stepped.truncated
-            fresh_boards = lambda _: jax.vmap(env.reset)(jax.random.split(reset_key, self.num_envs))
-            selected = restart_where(done, stepped, fresh_boards)
             return selected, stepped, observe(selected), done
 
         self._reset = jax.jit(reset)

@@ -90,7 +90,9 @@ class TimeLimit(Wrapper):
         return state.replace(truncated=state.truncated | out_of_time)
 
 
-def _select(pred: Array, on_true: State, on_false: State) -> State:
+def tree_select(pred: Array, on_true: Any, on_false: Any) -> Any:
+    """``on_true`` where ``pred`` else ``on_false``, leaf by leaf (``jnp.where``): the branch-free
+    choice between two pytrees of one structure that every auto-reset here is built on."""
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
@@ -111,8 +113,16 @@ class AutoReset(Wrapper):
 
     def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
         step_key, reset_key = jax.random.split(key)
+        return self.step_and_restart(state, action, step_key, reset_key)[0]
+
+    def step_and_restart(
+        self, state: State, action: Array | int, step_key: PRNGKey, reset_key: PRNGKey
+    ) -> tuple[State, State]:
+        """``(restarted, stepped)``: ``step``'s result and the state the step itself reached
+        (the finished episode's last state where it ended), with the step's and the reset's
+        keys given apart, for loops that derive their own keys (``bridges.sampler``)."""
         stepped = self.env.step(_clear_episode_end(state), action, step_key)
-        return _select(_episode_ended(stepped), self._restart(stepped, reset_key), stepped)
+        return tree_select(_episode_ended(stepped), self._restart(stepped, reset_key), stepped), stepped
 
     def step_batch(self, states: State, actions: Array, keys: PRNGKey) -> State:
         """``jax.vmap(self.step)(states, actions, keys)``, equal bit for bit, for a batch along
@@ -128,10 +138,18 @@ class AutoReset(Wrapper):
         (8, 4, 4)
         """
         split = jax.vmap(jax.random.split)(keys)
-        step_keys, reset_keys = split[:, 0], split[:, 1]
+        return self.step_batch_and_restart(states, actions, split[:, 0], split[:, 1])[0]
+
+    def step_batch_and_restart(
+        self, states: State, actions: Array, step_keys: PRNGKey, reset_keys: PRNGKey
+    ) -> tuple[State, State]:
+        """``step_and_restart`` for a batch, the resets computed only on steps where some
+        board finished (as in ``step_batch``): ``(restarted, stepped)``. The gymnasium vector
+        env reports the finished episodes' last frames from ``stepped``."""
         stepped = jax.vmap(self.env.step)(jax.vmap(_clear_episode_end)(states), actions, step_keys)
         ended = jax.vmap(_episode_ended)(stepped)
-        return restart_where(ended, stepped, lambda stepped: jax.vmap(self._restart)(stepped, reset_keys))
+        restarted = restart_where(ended, stepped, lambda stepped: jax.vmap(self._restart)(stepped, reset_keys))
+        return restarted, stepped
 
     def _restart(self, stepped: State, reset_key: PRNGKey) -> State:
         """A fresh board reporting ``stepped``'s end-of-step fields."""
@@ -150,7 +168,7 @@ def restart_where(ended: Array, states: State, fresh: Callable[[State], State]) 
     episode computes no fresh boards."""
 
     def restart(states: State) -> State:
-        return jax.vmap(_select)(ended, fresh(states), states)
+        return jax.vmap(tree_select)(ended, fresh(states), states)
 
     return jax.lax.cond(jnp.any(ended), restart, lambda states: states, states)
 

@@ -12,5 +12,11 @@ Modules, bottom up (torch is needed; DeepSpeed and vLLM are imported only when u
 - ``rollout``: the rollout-engine interface, the transformers engine, the vLLM engine;
 - ``engine``: the DeepSpeed training engine (ZeRO 0-3, fp32/bf16, CPU or GPUs);
 - ``config``: the typed config, presets, YAML and command-line overrides;
-- ``trainer``: the GRPO loop, checkpoints and resume; ``runlog``: the run directory's logs.
+- ``trainer``: the GRPO loop, checkpoints and resume; ``runlog``: the run directory's logs;
+- ``hf_policy``: the evaluator's ``hf:<path>`` policy, registered with ``bridges.policies``
+  on import; ``evaluate``: the evaluator's documented entry (its code and command line are
+  ``bridges.evaluation``).
+
+The learner is the top layer with ``benchmarks``: it imports bridges, renderers and jaxgym,
+none of which imports it (``tests/test_layers.py``).
 """

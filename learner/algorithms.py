@@ -18,10 +18,10 @@ from typing import Literal
 
 import torch
 
+from learner.config import AGGREGATION_MODES, KL_ESTIMATORS  # the option tuples live with the config
+
 AggregationMode = Literal["token-mean", "seq-mean-token-mean"]
 KLEstimator = Literal["k1", "k2", "k3"]
-AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean")
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 LOG_RATIO_CLAMP = 20.0
 K3_CLAMP = 10.0
 

@@ -13,17 +13,22 @@ naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import types
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learner.algorithms import AGGREGATION_MODES, KL_ESTIMATORS
-from learner.engine import PRECISIONS, ZERO_STAGES
+from bridges import cli
+from bridges.cli import option
+
+# The allowed values of the config's choice keys. They live here, not beside the code that
+# uses them (learner.algorithms, learner.engine, which import them from here), so reading a
+# command line imports neither torch nor DeepSpeed.
+AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean")
+KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+ZERO_STAGES: tuple[int, ...] = (0, 1, 2, 3)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+ROLLOUT_ENGINES: tuple[str, ...] = ("hf", "vllm")
 
 
 @dataclass
@@ -31,150 +36,119 @@ class TrainConfig:
     """Every knob of a GRPO run (see the README's "Train a model" for a table)."""
 
     # What to train on and with.
-    game: str = "2048"
-    """A registered jaxgym game, bare name or versioned id."""
-    game_params: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{"size": 4}')."""
-    model: str = "cold-start"
-    """'cold-start' (the cold-started tiny checkpoint shipped for the game, else 'tiny'), 'tiny' or
-    'tiny-h64' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."""
-    attn_implementation: str = ""
-    """Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa;
-    'flash_attention_2' on GPUs with flash-attn installed)."""
-    preset: str = "default"
-    """A named set of defaults applied before the YAML file and the overrides: default, g1."""
-    seed: int = 0
-    """Seeds every RNG (torch, numpy, python, the state sampler's JAX key, the tiny model's weights)."""
-    steps: int = 6
-    """Rollout batches to train on (the total, counting the steps of a resumed run)."""
-    run_dir: str = ""
-    """Where logs and checkpoints go ('' = runs/<game>-<time>)."""
+    game: str = option("2048", "A registered jaxgym game, bare name or versioned id.")
+    game_params: dict[str, Any] = option(
+        help="Keyword arguments of ``jaxgym.make`` (JSON on the command line: '{\"size\": 4}').", default_factory=dict)
+    model: str = option("cold-start", (
+        "'cold-start' (the cold-started tiny checkpoint shipped for the game, else 'tiny'), 'tiny' or "
+        "'tiny-h64' (built-in random-weight Qwen2.5-VL), a local directory or a hub id."))
+    attn_implementation: str = option("", (
+        "Passed to from_pretrained for a real model ('' = transformers' default, e.g. sdpa; "
+        "'flash_attention_2' on GPUs with flash-attn installed)."))
+    preset: str = option("default", (
+        "A named set of defaults applied before the YAML file and the overrides: default, g1."))
+    seed: int = option(0, (
+        "Seeds every RNG (torch, numpy, python, the state sampler's JAX key, the tiny model's weights)."))
+    steps: int = option(6, "Rollout batches to train on (the total, counting the steps of a resumed run).")
+    run_dir: str = option("", "Where logs and checkpoints go ('' = runs/<game>-<time>).")
 
     # States and rollouts.
-    states_per_step: int = 4
-    """Game states per optimizer step (all ranks together); the paper: 128."""
-    group_size: int = 4
-    """Responses per state (GRPO's group); the paper: 5."""
-    sample_depth: int = -1
-    """Random actions from a fresh board to a training state (-1: the game's paper default)."""
-    sample_mode: str = "paper"
-    """How training states are drawn (bridges.sampler): paper, uniform, legal, random-depth."""
-    temperature: float = 1.0
-    """Sampling temperature of the rollouts (log-probs are of this distribution)."""
-    top_p: float = 1.0
-    """Nucleus sampling of the rollouts (1: off)."""
-    top_k: int = 0
-    """Top-k sampling of the rollouts (0: off)."""
-    max_prompt_tokens: int = 1024
-    """Longest prompt (image tokens included); longer ones are an error, never truncated."""
-    max_response_tokens: int = 0
-    """Longest response (0: what the game's response format needs, from the token count of a
-    full perception + reasoning + answer target, plus a margin); the paper: 8192."""
-    rollout_engine: str = "hf"
-    """'hf' (transformers generate, shares the training weights) or 'vllm' (GPU only)."""
-    vllm_gpu_memory_utilization: float = 0.4
-    """Share of the GPU vLLM may take (it sleeps during updates)."""
-    vllm_max_pixels: int = 448 * 448
-    """vLLM's image budget: the board size, so it reserves no memory for larger images."""
+    states_per_step: int = option(4, "Game states per optimizer step (all ranks together); the paper: 128.")
+    group_size: int = option(4, "Responses per state (GRPO's group); the paper: 5.")
+    sample_depth: int = option(-1, (
+        "Random actions from a fresh board to a training state (-1: the game's paper default)."))
+    sample_mode: str = option("paper", (
+        "How training states are drawn (bridges.sampler): paper, uniform, legal, random-depth."))
+    temperature: float = option(1.0, "Sampling temperature of the rollouts (log-probs are of this distribution).")
+    top_p: float = option(1.0, "Nucleus sampling of the rollouts (1: off).")
+    top_k: int = option(0, "Top-k sampling of the rollouts (0: off).")
+    max_prompt_tokens: int = option(1024, (
+        "Longest prompt (image tokens included); longer ones are an error, never truncated."))
+    max_response_tokens: int = option(0, (
+        "Longest response (0: what the game's response format needs, from the token count of a full "
+        "perception + reasoning + answer target, plus a margin); the paper: 8192."))
+    rollout_engine: str = option("hf", (
+        "'hf' (transformers generate, shares the training weights) or 'vllm' (GPU only)."), choices=ROLLOUT_ENGINES)
+    vllm_gpu_memory_utilization: float = option(0.4, "Share of the GPU vLLM may take (it sleeps during updates).")
+    vllm_max_pixels: int = option(448 * 448, (
+        "vLLM's image budget: the board size, so it reserves no memory for larger images."))
 
     # Rewards (None: the game's paper defaults from bridges.protocol).
-    w_format: float | None = None
-    """Weight of the format reward (None: the game's paper default, 1)."""
-    w_perception: float | None = None
-    """Weight of the perception reward (None: the game's paper default)."""
+    w_format: float | None = option(None, "Weight of the format reward (None: the game's paper default, 1).")
+    w_perception: float | None = option(None, "Weight of the perception reward (None: the game's paper default).")
 
     # GRPO.
-    advantage_std_normalize: bool = True
-    """Divide advantages by the group's (unbiased) std; False keeps the mean baseline only."""
-    advantage_eps: float = 1e-6
-    """Added to the group std."""
-    drop_zero_variance_groups: bool = False
-    """Leave out groups whose rewards are all equal (they carry no signal; DAPO)."""
-    clip_low: float = 0.2
-    """The ratio is clipped below at 1 - clip_low."""
-    clip_high: float = 0.2
-    """... and above at 1 + clip_high (DAPO's clip-higher: 0.28)."""
-    dual_clip: float | None = None
-    """Dual-clip PPO bound c > 1 for negative advantages (None: off)."""
-    kl_coef: float = 0.01
-    """0 disables the KL term and no reference model is loaded."""
-    kl_estimator: str = "k3"
-    """k1, k2 or k3 (the paper's low-variance "low_var_kl", clamped to +-10)."""
-    loss_aggregation: str = "token-mean"
-    """token-mean (over the global batch; DAPO) or seq-mean-token-mean (the original GRPO)."""
-    updates_per_step: int = 1
-    """Optimizer steps per rollout batch (the batch is split into this many mini-batches)."""
-    ppo_epochs: int = 1
-    """Passes over each rollout batch."""
-    recompute_old_logprobs: bool = False
-    """Run a separate no-grad pass for the old log-probs even with one update per batch
-    (where they equal the detached current ones, so the pass is skipped by default)."""
+    advantage_std_normalize: bool = option(True, (
+        "Divide advantages by the group's (unbiased) std; False keeps the mean baseline only."))
+    advantage_eps: float = option(1e-6, "Added to the group std.")
+    drop_zero_variance_groups: bool = option(False, (
+        "Leave out groups whose rewards are all equal (they carry no signal; DAPO)."))
+    clip_low: float = option(0.2, "The ratio is clipped below at 1 - clip_low.")
+    clip_high: float = option(0.2, "... and above at 1 + clip_high (DAPO's clip-higher: 0.28).")
+    dual_clip: float | None = option(None, "Dual-clip PPO bound c > 1 for negative advantages (None: off).")
+    kl_coef: float = option(0.01, "0 disables the KL term and no reference model is loaded.")
+    kl_estimator: str = option("k3", (
+        "k1, k2 or k3 (the paper's low-variance \"low_var_kl\", clamped to +-10)."), choices=KL_ESTIMATORS)
+    loss_aggregation: str = option("token-mean", (
+        "token-mean (over the global batch; DAPO) or seq-mean-token-mean (the original GRPO)."),
+        choices=AGGREGATION_MODES)
+    updates_per_step: int = option(1, (
+        "Optimizer steps per rollout batch (the batch is split into this many mini-batches)."))
+    ppo_epochs: int = option(1, "Passes over each rollout batch.")
+    recompute_old_logprobs: bool = option(False, (
+        "Run a separate no-grad pass for the old log-probs even with one update per batch (where they equal "
+        "the detached current ones, so the pass is skipped by default)."))
 
     # Optimisation.
-    lr: float = 2e-3
-    """AdamW learning rate (the tiny default's random weights need a large one; the paper: 1e-6)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and norms)."""
-    adam_beta1: float = 0.9
-    """AdamW beta1."""
-    adam_beta2: float = 0.999
-    """AdamW beta2."""
-    adam_eps: float = 1e-8
-    """AdamW epsilon."""
-    warmup_steps: int = 0
-    """Linear learning-rate warm-up steps; then constant, or a cosine if ``min_lr_ratio`` < 1."""
-    min_lr_ratio: float = 1.0
-    """1: constant learning rate after warm-up; below 1: a cosine from ``lr`` down to
-    ``lr * min_lr_ratio`` at the last of ``steps`` (a resume that changes ``steps`` reshapes it)."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this (0: off)."""
-    micro_batch_size: int = 8
-    """Sequences per forward/backward pass on one device."""
-    logprob_micro_batch_size: int = 16
-    """Sequences per no-grad pass (old and reference log-probs)."""
-    logprob_chunk_tokens: int = 1024
-    """Tokens per LM-head chunk: bounds the fp32 logits held at once to this x vocab."""
+    lr: float = option(2e-3, (
+        "AdamW learning rate (the tiny default's random weights need a large one; the paper: 1e-6)."))
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and norms).")
+    adam_beta1: float = option(0.9, "AdamW beta1.")
+    adam_beta2: float = option(0.999, "AdamW beta2.")
+    adam_eps: float = option(1e-8, "AdamW epsilon.")
+    warmup_steps: int = option(0, (
+        "Linear learning-rate warm-up steps; then constant, or a cosine if ``min_lr_ratio`` < 1."))
+    min_lr_ratio: float = option(1.0, (
+        "1: constant learning rate after warm-up; below 1: a cosine from ``lr`` down to ``lr * min_lr_ratio`` "
+        "at the last of ``steps`` (a resume that changes ``steps`` reshapes it)."))
+    grad_clip: float = option(1.0, "Clip the global gradient norm to this (0: off).")
+    micro_batch_size: int = option(8, "Sequences per forward/backward pass on one device.")
+    logprob_micro_batch_size: int = option(16, "Sequences per no-grad pass (old and reference log-probs).")
+    logprob_chunk_tokens: int = option(1024, (
+        "Tokens per LM-head chunk: bounds the fp32 logits held at once to this x vocab."))
 
     # Engine.
-    torch_threads: int = 1
-    """CPU threads for torch (0: torch's default). One thread is fastest for the tiny model,
-    and far faster on a machine whose cores other processes also use."""
-    zero_stage: int = 0
-    """DeepSpeed ZeRO stage 0-3 (tested: 0, 2, 3); 3 also shards the parameters and the reference model."""
-    precision: str = "fp32"
-    """fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."""
-    gradient_checkpointing: bool = False
-    """Recompute layer activations in the backward pass (less memory, more compute)."""
+    torch_threads: int = option(1, (
+        "CPU threads for torch (0: torch's default). One thread is fastest for the tiny model, and far faster "
+        "on a machine whose cores other processes also use."))
+    zero_stage: int = option(0, (
+        "DeepSpeed ZeRO stage 0-3 (tested: 0, 2, 3); 3 also shards the parameters and the reference model."),
+        choices=ZERO_STAGES)
+    precision: str = option("fp32", (
+        "fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."), choices=PRECISIONS)
+    gradient_checkpointing: bool = option(False, (
+        "Recompute layer activations in the backward pass (less memory, more compute)."))
 
     # Logging and checkpoints.
-    dump_every: int = 2
-    """Write a rollout dump (board PNG, prompt, responses, rewards) every k steps (0: never)."""
-    dump_groups: int = 2
-    """Groups (boards) per rollout dump."""
-    save_every: int = 0
-    """Checkpoint every k steps (0: only at the end)."""
-    keep_checkpoints: int = 2
-    """How many of the newest checkpoints to keep (0: all)."""
-    export: bool = True
-    """Write a from_pretrained-loadable export at the end."""
-    resume: str = ""
-    """A run directory or checkpoint directory to continue from."""
-    tensorboard: bool = True
-    """Also log to TensorBoard when the tensorboard package is installed."""
-    progress: bool = True
-    """Show a tqdm progress bar (rank 0)."""
+    dump_every: int = option(2, (
+        "Write a rollout dump (board PNG, prompt, responses, rewards) every k steps (0: never)."))
+    dump_groups: int = option(2, "Groups (boards) per rollout dump.")
+    save_every: int = option(0, "Checkpoint every k steps (0: only at the end).")
+    keep_checkpoints: int = option(2, "How many of the newest checkpoints to keep (0: all).")
+    export: bool = option(True, "Write a from_pretrained-loadable export at the end.")
+    resume: str = option("", "A run directory or checkpoint directory to continue from.")
+    tensorboard: bool = option(True, "Also log to TensorBoard when the tensorboard package is installed.")
+    progress: bool = option(True, "Show a tqdm progress bar (rank 0).")
 
     # Cold start (learner/sft.py) and evaluation during a run.
-    teacher: str = "expert"
-    """Cold start's answer teacher (bridges.teachers): expert, legal-random, same-kind (tile games), random."""
-    eval_every: int = 0
-    """Greedy evaluation on held-out states every k steps and at the end (0: never)."""
-    eval_states: int = 32
-    """Held-out states of that evaluation (drawn once, with a seed apart from training's)."""
-    ship_to: str = ""
-    """Cold start only: copy the final export and a jaxgym.json record (board, teacher, the
-    command, the last evaluation) here; learner/assets/cold-start-<game> is what --model
-    cold-start loads."""
+    teacher: str = option("expert", (
+        "Cold start's answer teacher (bridges.teachers): expert, legal-random, same-kind (tile games), "
+        "random."))
+    eval_every: int = option(0, "Greedy evaluation on held-out states every k steps and at the end (0: never).")
+    eval_states: int = option(32, "Held-out states of that evaluation (drawn once, with a seed apart from training's).")
+    ship_to: str = option("", (
+        "Cold start only: copy the final export and a jaxgym.json record (board, teacher, the command, the "
+        "last evaluation) here; learner/assets/cold-start-<game> is what --model cold-start loads."))
 
     def validate(self, world_size: int = 1) -> TrainConfig:
         """Raise ``ValueError`` naming the first invalid value; returns ``self``."""
@@ -193,7 +167,7 @@ class TrainConfig:
         need(self.top_k >= 0, "top_k", ">= 0 (0 disables it)")
         need(self.max_response_tokens >= 0, "max_response_tokens", ">= 1, or 0 for what the game's format needs")
         need(self.max_prompt_tokens >= 1, "max_prompt_tokens", ">= 1")
-        need(self.rollout_engine in ("hf", "vllm"), "rollout_engine", "'hf' or 'vllm'")
+        need(self.rollout_engine in ROLLOUT_ENGINES, "rollout_engine", "'hf' or 'vllm'")
         need(self.advantage_eps >= 0, "advantage_eps", ">= 0")
         need(self.clip_low >= 0 and self.clip_low < 1, "clip_low", "[0, 1)")
         need(self.clip_high >= 0, "clip_high", ">= 0")
@@ -286,91 +260,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def field_docs() -> dict[str, str]:
-    """Each key's documentation: the string literal under its field in :class:`TrainConfig`."""
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:] + [None], strict=True):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            text = ""
-            if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
-                text = " ".join(str(following.value.value).split())
-            docs[node.target.id] = text
-    return docs
-
-
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _unknown_key(key: str) -> ValueError:
-    names = [f.name for f in dataclasses.fields(TrainConfig)]
-    close = difflib.get_close_matches(key, names, n=3)
-    hint = f"; did you mean {' or '.join(close)}?" if close else f"; known keys: {', '.join(names)}"
-    return ValueError(f"unknown config key {key!r}{hint}")
+    """Each key's documentation: the help text in its field's metadata."""
+    return cli.field_help(TrainConfig)
 
 
 def coerce(key: str, value: Any) -> Any:
     """Convert ``value`` (a YAML value or a command-line string) to the type of ``key``."""
-    types_by_name = _field_types()
-    if key not in types_by_name:
-        raise _unknown_key(key)
-    hint = types_by_name[key]
-    optional = False
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(hint))
-        hint = args[0]
-    if isinstance(value, str):
-        text = value.strip()
-        if optional and text.lower() in ("none", "null", ""):
-            return None
-        if hint is bool:
-            if text.lower() in ("true", "1", "yes", "on"):
-                return True
-            if text.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError(f"{key}={value!r} is not a boolean; allowed: true or false")
-        if typing.get_origin(hint) is dict or hint is dict:
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{key}={value!r} is not a JSON object ({error})") from error
-        elif hint in (int, float):
-            try:
-                number = hint(text) if hint is float or "e" not in text.lower() else float(text)
-            except ValueError:
-                raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}") from None
-            if hint is int and isinstance(number, float):  # 1e3 is an int, 1.5e0 is not
-                if not number.is_integer():
-                    raise ValueError(f"{key}={value!r} is not a whole number; {key} needs an int")
-                number = int(number)
-            return number
-        else:
-            return text
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"{key}=None is invalid; {key} needs a {getattr(hint, '__name__', hint)}")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}={value!r} is not a boolean; allowed: true or false")
-        return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hint is str and isinstance(value, str):
-        return value
-    if (typing.get_origin(hint) is dict or hint is dict) and isinstance(value, dict):
-        return dict(value)
-    raise ValueError(f"{key}={value!r} has the wrong type; expected {getattr(hint, '__name__', hint)}")
+    return cli.coerce(TrainConfig, key, value)
 
 
 def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -445,32 +341,9 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, *, source: s
                          f"may change only {', '.join(RESUME_SAFE_KEYS)}. Start a new run to change the others")
 
 
-def _split_overrides(argv: Sequence[str]) -> list[tuple[str, str]]:
-    pairs, i = [], 0
-    argv = list(argv)
-    while i < len(argv):
-        token = argv[i]
-        if token.startswith("--"):
-            body = token[2:]
-            if "=" in body:
-                key, value = body.split("=", 1)
-            else:
-                if i + 1 >= len(argv):
-                    raise ValueError(f"option --{body} needs a value")
-                key, value = body, argv[i + 1]
-                i += 1
-        elif "=" in token:
-            key, value = token.split("=", 1)
-        else:
-            raise ValueError(f"cannot read argument {token!r}; write --key value, --key=value or key=value")
-        pairs.append((key.replace("-", "_"), value))
-        i += 1
-    return pairs
-
-
 def parse_args(argv: Sequence[str]) -> TrainConfig:
     """Build a config from command-line arguments (see the module docstring)."""
-    pairs = _split_overrides(argv)
+    pairs = cli.split_overrides(argv, TrainConfig)
     preset = "default"
     yaml_values: dict[str, Any] = {}
     overrides: list[tuple[str, str]] = []

@@ -25,11 +25,9 @@ from typing import Any
 import torch
 
 from learner.checkpoint import CheckpointError, safe_torch_load
+from learner.config import PRECISIONS, ZERO_STAGES  # the option tuples live with the config
 from learner.logprobs import PolicyBatch, PolicyLogprobs
 from learner.models import checkpoint_name, export_policy
-
-ZERO_STAGES = (0, 1, 2, 3)
-PRECISIONS = ("fp32", "bf16")
 
 
 def _free_port() -> int:

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from learner.batching import chat_prompt
+from learner.batching import EncodedPrompts, chat_prompt
 from learner.models import banned_token_ids, checkpoint_name
 
 
@@ -72,7 +72,11 @@ class Generation:
 
 class RolloutEngine(Protocol):
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
-                 sampling: SamplingParams) -> Generation: ...
+                 sampling: SamplingParams, *, encoded: EncodedPrompts | None = None) -> Generation:
+        """``n`` responses per (prompt, image). ``encoded``: the same prompts and images already
+        through the processor (``learner.batching.encode_prompts``, as the trainer encodes them
+        once per step), for an engine that can start from them instead of processing again."""
+        ...
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None: ...
 
@@ -111,6 +115,27 @@ def truncate_at_stop(tokens: Sequence[int], stop_ids: Iterable[int]) -> tuple[li
     return list(tokens), False
 
 
+def generation_inputs(processor: Any, encoded: EncodedPrompts, n: int) -> dict[str, torch.Tensor]:
+    """What ``processor(text=..., images=..., padding_side="left")`` returns for each of
+    ``encoded``'s prompts repeated ``n`` times (row ``i*n + j``: prompt ``i``), built from the
+    encoding instead of running the image processor again: left-padded token ids, the mask,
+    the image-token types, each board's patches ``n`` times."""
+    rows = [ids for ids in encoded.token_ids for _ in range(n)]
+    length = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), length), processor.tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, length - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, length - len(ids):] = 1
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    image_token = getattr(processor, "image_token_id", None)
+    if image_token is not None:  # the processors of transformers 5 mark the image tokens
+        inputs["mm_token_type_ids"] = ((input_ids == image_token) & attention_mask.bool()).long()
+    inputs["pixel_values"] = torch.cat([encoded.patches(i) for i in range(len(encoded)) for _ in range(n)])
+    inputs["image_grid_thw"] = encoded.image_grid_thw.repeat_interleave(n, dim=0)
+    return inputs
+
+
 class HFRolloutEngine:
     """Rollouts with ``transformers`` ``generate`` (the reference engine; CPU-friendly).
 
@@ -130,15 +155,23 @@ class HFRolloutEngine:
         self.stop_ids = _stop_ids(model.generation_config, processor)
 
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
-                 sampling: SamplingParams, *, logprobs: bool = True) -> Generation:
+                 sampling: SamplingParams, *, logprobs: bool = True,
+                 encoded: EncodedPrompts | None = None) -> Generation:
         """``n`` responses per (prompt, image). With ``logprobs=False`` (evaluation) the
-        per-step logits are not kept and ``Generation.logprobs`` is empty lists."""
+        per-step logits are not kept and ``Generation.logprobs`` is empty lists. With
+        ``encoded`` (these prompts through ``encode_prompts``) the processor does not run:
+        each board's patches are repeated for its ``n`` responses instead."""
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
-        texts = [chat_prompt(self.processor, p) for p in prompts for _ in range(n)]
-        repeated = [np.asarray(im) for im in images for _ in range(n)]
-        inputs = self.processor(text=texts, images=repeated, return_tensors="pt", padding=True,
-                                padding_side="left")
+        if encoded is not None:
+            if len(encoded) != len(prompts):
+                raise ValueError(f"encoded holds {len(encoded)} prompts, not the {len(prompts)} given")
+            inputs = generation_inputs(self.processor, encoded, n)
+        else:
+            texts = [chat_prompt(self.processor, p) for p in prompts for _ in range(n)]
+            repeated = [np.asarray(im) for im in images for _ in range(n)]
+            inputs = self.processor(text=texts, images=repeated, return_tensors="pt", padding=True,
+                                    padding_side="left")
         device = next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items()}
         greedy = sampling.temperature == 0
@@ -451,8 +484,9 @@ class VLLMRolloutEngine:
         return requests
 
     def generate(self, prompts: Sequence[str], images: Sequence[np.ndarray], n: int,
-                 sampling: SamplingParams) -> Generation:
-        """``n`` responses per (prompt, image) with their log-probs (see :class:`RolloutEngine`)."""
+                 sampling: SamplingParams, *, encoded: EncodedPrompts | None = None) -> Generation:
+        """``n`` responses per (prompt, image) with their log-probs (see :class:`RolloutEngine`).
+        ``encoded`` is not used: vLLM runs its own processor on the images, once per board."""
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
         if self._asleep:

@@ -12,9 +12,7 @@ Every key of ``learner.config.TrainConfig`` can be set; ``--help`` lists them.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-import typing
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -22,16 +20,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 
 def _help() -> str:
-    from learner.config import PRESETS, TrainConfig, field_docs
+    """``--help``: this docstring, the presets, then every key with its type, default and help."""
+    from bridges.cli import help_text
+    from learner.config import PRESETS, TrainConfig
 
-    hints = typing.get_type_hints(TrainConfig)
-    docs = field_docs()
-    lines = [__doc__.strip(), "", f"Presets: {', '.join(PRESETS)}", "", "Keys (type, default):"]
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
-        lines.append(f"  --{f.name} ({kind}, {default!r})" + (f": {docs[f.name]}" if docs.get(f.name) else ""))
-    return "\n".join(lines)
+    return help_text(TrainConfig, __doc__, sections=[f"Presets: {', '.join(PRESETS)} (--preset NAME)"])
 
 
 def main(argv: list[str] | None = None) -> int:

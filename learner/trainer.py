@@ -78,6 +78,19 @@ class _Timer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
+def _perception_truths(env: Any, states: Any, scores: Any) -> list[str]:
+    """Each state's perception truth: the scorer's (``GroupScores.perception_truths``),
+    described here only for a scorer that returns none (a text-reward stand-in)."""
+    if getattr(scores, "perception_truths", None) is not None:
+        return list(scores.perception_truths)
+    import jax
+
+    from bridges.scoring import unbatch
+
+    host = jax.device_get(states)
+    return [env.describe(unbatch(host, b)) for b in range(int(np.shape(host.reward)[0]))]
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -240,7 +253,7 @@ class GRPOTrainer:
         """Run one GRPO step; returns its metrics (also written to metrics.jsonl)."""
         import jax
 
-        from bridges.torch_io import images_to_numpy
+        from bridges.torch_io import images_to_numpy, prompts_for
 
         config, timer = self.config, _Timer()
         n = config.group_size
@@ -248,13 +261,19 @@ class GRPOTrainer:
         with timer("sample"):
             states, images = self.sampler.sample(self.local_states)
             boards = images_to_numpy(images)
+            prompt_texts = prompts_for(self.env, self.local_states)
+        with timer("prepare"):
+            # Each board goes through the image processor once per step: the rollout engine
+            # starts from this encoding (HF) and the updates train on it.
+            prompts = encode_prompts(self.processor, [chat_prompt(self.processor, p) for p in prompt_texts], boards,
+                                     max_prompt_tokens=config.max_prompt_tokens)
         with timer("rollout"):
             self.rollout.wake_up()
             if self._rollout_stale:
                 with timer("weight_sync"):
                     self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
                 self._rollout_stale = False
-            generation = self.rollout.generate([self.prompt_text] * self.local_states, boards, n, self.sampling)
+            generation = self.rollout.generate(prompt_texts, boards, n, self.sampling, encoded=prompts)
             self.rollout.sleep()
         with timer("score"):
             responses = [[generation.texts[i * n + j] for j in range(n)] for i in range(self.local_states)]
@@ -265,8 +284,6 @@ class GRPOTrainer:
                 rewards, std_normalize=config.advantage_std_normalize, eps=config.advantage_eps
             )
         with timer("prepare"):
-            prompts = encode_prompts(self.processor, [self.chat_text] * self.local_states, boards,
-                                     max_prompt_tokens=config.max_prompt_tokens)
             keep = torch.ones(self.local_states, dtype=torch.bool)
             if config.drop_zero_variance_groups:
                 keep = ~algorithms.zero_variance_groups(rewards)
@@ -308,14 +325,10 @@ class GRPOTrainer:
         metrics = self._log_step(self._with_r_acc(self._reduce_metrics(metrics)), timer, step_start)
         if self.rank == 0:
             if config.dump_every and self.step % config.dump_every == 0:
-                from bridges.scoring import unbatch
-
-                host_states = jax.device_get(states)
                 dump_rollouts(
                     self.run_dir / "rollouts" / f"step_{self.step:06d}",
-                    images=boards, prompt=self.prompt_text,
-                    perception=[self.env.describe(unbatch(host_states, g))
-                                for g in range(min(config.dump_groups, self.local_states))],
+                    images=boards, prompt=prompt_texts[0],
+                    perception=_perception_truths(self.env, states, scores)[: config.dump_groups],
                     responses=responses, scores=scores, advantages=advantages.numpy(), groups=config.dump_groups,
                 )
         if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
@@ -337,13 +350,7 @@ class GRPOTrainer:
     def _measures(self, states: Any, responses: list[list[str]], scores: Any) -> dict[str, float]:
         """The paper's measures of a step's rollouts: P_acc, R_acc = P(raw reward > 0 |
         perception exact), cell accuracy, legal and positive-reward fractions."""
-        import jax
-
-        from bridges.scoring import unbatch
-
-        host = jax.device_get(states)
-        truths = [self.env.describe(unbatch(host, b)) for b in range(len(responses))]
-        measured = paper_measures(scores, responses, truths)
+        measured = paper_measures(scores, responses, _perception_truths(self.env, states, scores))
         # R_acc is a ratio: ranks average its numerator (the share with an exact perception and a
         # positive reward) and P_acc, and it is formed after that (see _with_r_acc).
         exact_and_positive = measured["P_acc"] * (measured["R_acc"] if measured["P_acc"] > 0 else 0.0)
@@ -382,6 +389,8 @@ class GRPOTrainer:
         game (the shaped game reward), positive."""
         import jax
 
+        from bridges.torch_io import prompts_for
+
         states, boards = self.held_out()
         greedy = SamplingParams(temperature=0.0, max_new_tokens=self.config.max_response_tokens)
         texts: list[str] = []
@@ -390,16 +399,12 @@ class GRPOTrainer:
             self.rollout.sync_weights(self.engine.named_checkpoint_tensors())
             self._rollout_stale = False
         for rows in _chunks(list(range(len(boards))), self.config.logprob_micro_batch_size):
-            generation = self.rollout.generate([self.prompt_text] * len(rows), boards[rows], 1, greedy)
+            generation = self.rollout.generate(prompts_for(self.env, len(rows)), boards[rows], 1, greedy)
             texts.extend(generation.texts)
         self.rollout.sleep()
         responses = [[t] for t in texts]
         scores = self.scorer.score(states, responses, jax.random.key(self.config.seed + EVAL_SEED_OFFSET))
-        host = jax.device_get(states)
-        from bridges.scoring import unbatch
-
-        truths = [self.env.describe(unbatch(host, b)) for b in range(len(texts))]
-        return paper_measures(scores, responses, truths)
+        return paper_measures(scores, responses, _perception_truths(self.env, states, scores))
 
     def metrics_write_eval(self, measured: dict[str, float]) -> None:
         """Log an evaluation made outside a step (step 0: before any update)."""

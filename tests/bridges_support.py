@@ -27,11 +27,6 @@ def small_env(game_id: str) -> jaxgym.Env:
     raise error
 
 
-def index(states, b):
-    """State ``b`` of a batch."""
-    return jax.tree_util.tree_map(lambda x: x[b], states)
-
-
 def leaves_equal(a, b) -> bool:
     """True if two pytrees have identical leaves (values, shapes and dtypes)."""
     import numpy as np

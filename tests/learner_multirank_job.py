@@ -12,12 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+import torch
 
-import torch  # noqa: E402
-from learner_support import TextRewardScorer, digit_fraction, small_config  # noqa: E402
-
-from learner.trainer import GRPOTrainer  # noqa: E402
+from learner.trainer import GRPOTrainer
+from tests.learner_support import TextRewardScorer, digit_fraction, small_config
 
 
 def main(out_dir: str, zero_stage: str) -> None:

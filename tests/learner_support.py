@@ -1,4 +1,5 @@
-"""Helpers shared by the learner tests: small configs and a text-based reward."""
+"""Helpers shared by the learner tests: small configs and a text-based reward (the shared
+fixtures are in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pytest
-import torch
 
 from bridges.scoring import GroupScores
 from learner.config import TrainConfig, from_dict
-
-
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    """The trainer sets torch's thread count (``torch_threads``); give other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def digit_fraction(text: str) -> float:

@@ -10,7 +10,8 @@ import pytest
 import jaxgym
 from bridges.protocol import GENERIC, protocol_for
 from bridges.sampler import StateSampler, random_action, random_play
-from tests.bridges_support import GAMES, index, leaves_equal, small_env
+from bridges.scoring import unbatch
+from tests.bridges_support import GAMES, leaves_equal, small_env
 
 BATCH = 16
 LEGAL_DEPTH = 4  # the scoring tests sample with the same settings: one compile
@@ -30,7 +31,7 @@ def test_paper_sampling_shapes_and_no_finished_boards(game_id):
     assert (states.step_count <= sampler.depth).all()
     # Every board has a legal move, and the images are the renders of the states.
     assert states.legal_action_mask.any(axis=1).all()
-    np.testing.assert_array_equal(np.asarray(images[3]), np.asarray(env.render(index(states, 3))))
+    np.testing.assert_array_equal(np.asarray(images[3]), np.asarray(env.render(unbatch(states, 3))))
 
 
 @pytest.mark.parametrize("game_id", GAMES)

@@ -370,8 +370,8 @@ def test_hf_policy_rejects_bad_settings_before_loading_a_model(tmp_path, options
 
 @pytest.mark.slow
 def test_hf_policy_loads_the_learners_export_and_generates(tmp_path):
-    from bridges.hf_policy import HFPolicy
     from learner import models
+    from learner.hf_policy import HFPolicy
 
     env = small_env("2048")
     model, processor = models.build_tiny_policy(seed=5)

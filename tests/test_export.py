@@ -12,7 +12,8 @@ pytest.importorskip("datasets")
 
 from bridges import export  # noqa: E402
 from bridges.sampler import StateSampler  # noqa: E402
-from tests.bridges_support import GAMES, index, leaves_equal, small_env  # noqa: E402
+from bridges.scoring import unbatch
+from tests.bridges_support import GAMES, leaves_equal, small_env  # noqa: E402
 
 
 def _small(game: str) -> dict:
@@ -30,7 +31,7 @@ def test_ground_truth_loads_back_the_exact_sampled_state(game):
     sampler = StateSampler(small_env(game), seed=5, mode="legal", depth=4)
     first, _ = sampler.sample(2)
     second, _ = sampler.sample(2)
-    expected = [index(first, 0), index(first, 1), index(second, 0)]
+    expected = [unbatch(first, 0), unbatch(first, 1), unbatch(second, 0)]
     for row, want in zip(ds, expected, strict=True):
         env, state = export.load_state(row["answer"])
         assert env.id == row["game"] == small_env(game).id
@@ -44,7 +45,7 @@ def test_ground_truth_loads_back_the_exact_sampled_state(game):
 def test_paper_protocol_states_are_the_learners():
     ds = export.to_dataset("2048", 2, seed=9, batch_size=2, progress=False, image_size=64)
     states, _ = StateSampler(small_env("2048-v0"), seed=9).sample(2)
-    assert [leaves_equal(export.load_state(t)[1], index(states, i)) for i, t in enumerate(ds["answer"])] == [True] * 2
+    assert [leaves_equal(export.load_state(t)[1], unbatch(states, i)) for i, t in enumerate(ds["answer"])] == [True] * 2
 
 
 @pytest.mark.slow

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from learner import train
-from learner.config import PRESETS, TrainConfig, from_dict, parse_args
+from learner.config import PRESETS, TrainConfig, field_docs, from_dict, parse_args
 from learner.models import load_policy
-from tests.learner_support import restore_torch_threads  # noqa: F401 (an autouse fixture)
 
 
 def test_cli_forms_yaml_and_presets(tmp_path):
@@ -123,3 +126,51 @@ def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys)
     assert train.main(["--game", "2048", "--run_dir", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and f"--resume {run_dir}" in err
+
+
+def test_reading_a_command_line_imports_neither_torch_nor_deepspeed_nor_jax():
+    # The help and the config come from the dataclass alone: no engine, algorithm or game is imported.
+    code = (
+        "import sys\n"
+        "from learner.config import parse_args\n"
+        "from learner import train\n"
+        "config = parse_args(['--game', 'swap', '--zero_stage', '2', '--kl_estimator=k1', 'precision=bf16'])\n"
+        "assert (config.zero_stage, config.kl_estimator, config.precision) == (2, 'k1', 'bf16')\n"
+        "assert '--zero_stage' in train._help()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'deepspeed', 'jax', 'transformers'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_help_text_lives_in_field_metadata_not_in_the_source(monkeypatch, capsys):
+    import inspect
+
+    def no_source(*args, **kwargs):
+        raise OSError("only .pyc files are installed")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    docs = field_docs()
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)} and all(docs.values())
+    assert docs["kl_coef"] == "0 disables the KL term and no reference model is loaded."
+    assert train.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--kl_estimator (str, 'k3'; one of k1, k2, k3)" in out and "Presets: default, g1, cold-start" in out
+
+
+def test_train_and_evaluate_share_one_grammar(capsys):
+    from bridges.evaluation import parse_args as eval_args
+
+    config = parse_args(["--progress", "--steps", "2", "--export=false", "tensorboard=off"])
+    assert (config.progress, config.steps, config.export, config.tensorboard) == (True, 2, False, False)
+    args = eval_args(["--game", "2048", "policy=random", "--image-size=64", "--quiet", "--param", "size=4",
+                      "--param=spawn_four=0.2", "runs=3"])
+    assert (args.game, args.policy, args.image_size, args.quiet, args.runs) == ("2048", "random", 64, True, 3)
+    assert args.param == ["size=4", "spawn_four=0.2"]
+    for bad, message in ((["--steps"], "option --steps needs a value"), (["stepz=3"], "did you mean steps"),
+                         (["--precision", "fp8"], "precision='fp8' is invalid; allowed: fp32, bf16")):
+        with pytest.raises(ValueError, match=message):
+            parse_args(bad)
+    with pytest.raises(ValueError, match="--policy is required"):
+        eval_args(["--game", "2048"])

@@ -211,3 +211,27 @@ def test_other_qwen_vl_families_load_generate_and_score(tiny, tmp_path, model_ty
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     for row, logp in enumerate(generation.logprobs):
         torch.testing.assert_close(torch.tensor(logp), fast[row, : len(logp)], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_generation_from_the_step_encoding_equals_processing_the_boards_again(tiny):
+    from learner.rollout import generation_inputs
+
+    model, processor = tiny
+    texts, images = ["Describe the board.", "Move."], _images(5, 2)
+    encoded = _prompts(processor, texts, images)
+    again = processor(text=[chat_prompt(processor, t) for t in texts for _ in range(3)],
+                      images=[im for im in images for _ in range(3)], return_tensors="pt", padding=True,
+                      padding_side="left")
+    built = generation_inputs(processor, encoded, 3)
+    assert set(built) == set(again)
+    for key, value in again.items():
+        torch.testing.assert_close(built[key], value, rtol=0, atol=0, msg=key)
+    engine, sampling = HFRolloutEngine(model, processor), SamplingParams(temperature=1.0, max_new_tokens=5)
+    torch.manual_seed(3)
+    processed = engine.generate(texts, images, 3, sampling)
+    torch.manual_seed(3)
+    reused = engine.generate(texts, images, 3, sampling, encoded=encoded)
+    assert reused.token_ids == processed.token_ids and reused.logprobs == processed.logprobs
+    with pytest.raises(ValueError, match="encoded holds 2 prompts, not the 1 given"):
+        engine.generate(texts[:1], images[:1], 3, sampling, encoded=encoded)

@@ -16,7 +16,7 @@ from bridges.teachers import Teacher, board_cells, target_text
 from learner.batching import encode_prompts, format_token_budget
 from learner.measures import cell_accuracy, paper_measures
 from learner.models import build_tiny_tokenizer
-from tests.learner_support import restore_torch_threads, small_config  # noqa: F401 (fixture)
+from tests.learner_support import small_config
 
 # 2048 exponents: row 0 merges left/right (2+2), nothing merges vertically except column 3 (4 over 4).
 BOARD_2048 = [[1, 1, 0, 2], [0, 0, 0, 2], [0, 0, 0, 0], [0, 3, 0, 0]]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import torch
 
+from bridges.scoring import unbatch
 from learner import algorithms
 from learner.models import build_tiny_policy, checkpoint_name, load_policy
 from learner.trainer import GRPOTrainer
-from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401 (an autouse fixture)
+from tests.learner_support import TextRewardScorer, small_config
 
 
 def _quiet(_: str) -> None:
@@ -106,6 +108,45 @@ def test_a_step_whose_groups_are_all_dropped_changes_nothing(tmp_path):
     assert metrics["zero_variance_group_fraction"] == 1.0
     after = _parameters(trainer)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class _CountingImageProcessor:
+    """Delegates to the processor's image processor, counting the images it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.images = inner, 0
+
+    def __call__(self, images=None, *args, **kwargs):
+        self.images += len(images) if isinstance(images, (list, tuple)) else 1
+        return self.inner(images, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.slow
+def test_a_step_processes_each_board_once_and_describes_it_once(tmp_path):
+    # Rollouts start from the step's one encoding, and the scorer's perception truths feed the
+    # measures and the rollout dump, so neither the image processor nor describe runs per response.
+    config = small_config(str(tmp_path / "run"), dump_every=1, dump_groups=2)
+    trainer = GRPOTrainer(config, echo=_quiet)
+    counter = _CountingImageProcessor(trainer.processor.image_processor)
+    trainer.processor.image_processor = counter
+    described, drawn = [], []
+    describe, sample = trainer.env.describe, trainer.sampler.sample
+    trainer.env.describe = lambda state: described.append(1) or describe(state)
+    trainer.sampler.sample = lambda batch: drawn.append(sample(batch)) or drawn[-1]
+    try:
+        trainer.train_step()
+    finally:
+        trainer.processor.image_processor = counter.inner
+        del trainer.env.describe, trainer.sampler.sample
+    assert counter.images == config.states_per_step
+    assert len(described) == config.states_per_step
+    dump = json.loads((tmp_path / "run" / "rollouts" / "step_000001" / "rollouts.json").read_text())
+    host = jax.device_get(drawn[0][0])
+    assert [g["perception_truth"] for g in dump["groups"]] == [describe(unbatch(host, b)) for b in range(2)]
+
 
 
 @pytest.mark.parametrize("zero_stage", [0, 3])

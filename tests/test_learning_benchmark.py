@@ -8,7 +8,6 @@ import math
 import pytest
 
 from benchmarks import learning
-from tests.learner_support import restore_torch_threads  # noqa: F401 (fixture)
 
 
 def test_mean_and_standard_error_leave_out_missing_values():

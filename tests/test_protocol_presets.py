@@ -45,5 +45,5 @@ def test_evaluate_cli_protocol_flag_fills_defaults_and_flags_override():
     assert (args.runs, args.steps) == (2, 1000) and game_params(args) == {"size": 4, "image_size": 64}
     paper = parse_args(["--game", "shisensho", "--policy", "random"])
     assert (paper.runs, paper.steps, paper.warmup) == (10, 100, None) and game_params(paper) == {}
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="no setting for game 'shisensho'"):
         parse_args(["--game", "shisensho", "--policy", "random", "--protocol", "lmgame"])

@@ -13,7 +13,7 @@ import torch
 from learner import checkpoint as ckpt
 from learner.config import saved_run_config
 from learner.trainer import GRPOTrainer
-from tests.learner_support import TextRewardScorer, restore_torch_threads, small_config  # noqa: F401 (an autouse fixture)
+from tests.learner_support import TextRewardScorer, small_config
 
 
 class _Payload:

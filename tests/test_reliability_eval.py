@@ -176,13 +176,15 @@ def test_request_errors_are_counted_per_run_and_make_the_result_unusable():
 
 
 def test_evaluate_cli_refuses_bad_counts_in_one_line(capsys):
-    for argv, message in ((["--runs", "0"], "--runs: 0 is out of range; allowed: >= 1"),
-                          (["--warmup", "-5"], "--warmup: -5 is out of range; allowed: >= 0"),
-                          (["--steps", "x"], "--steps: 'x' is not an integer")):
+    for argv, message in ((["--runs", "0"], "runs=0 is out of range; allowed: >= 1"),
+                          (["--warmup", "-5"], "warmup=-5 is out of range; allowed: >= 0"),
+                          (["--steps", "x"], "steps='x' is not a valid int"),
+                          (["--video", "avi"], "video='avi' is invalid; allowed: auto, mp4, gif, none"),
+                          (["--runz", "3"], "unknown config key 'runz'; did you mean runs?")):
         with pytest.raises(SystemExit) as info:
-            evaluate_cli.parse_args(["--game", "2048", "--policy", "random", *argv])
+            evaluate_cli.main(["--game", "2048", "--policy", "random", *argv])
         assert info.value.code == 2
-        assert message in capsys.readouterr().err
+        assert capsys.readouterr().err == f"error: {message}\n"
     with pytest.raises(ValueError, match="warmup=-5 is out of range"):
         from bridges.evaluation import evaluate
 

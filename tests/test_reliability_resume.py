@@ -21,7 +21,6 @@ from learner import checkpoint as ckpt
 from learner import train
 from learner.config import RESUME_SAFE_KEYS, TrainConfig, coerce, parse_args
 from learner.runlog import truncate_logs
-from tests.learner_support import restore_torch_threads  # noqa: F401 (an autouse fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,19 +5,16 @@ GRPO's advantages are 0: no update, nothing for vLLM to sync. Rewarding the shar
 in a response gives every group a spread, so every step changes the weights and the
 rollout-vs-trainer log-prob gap shows whether vLLM received them.
 
-    python tests/rollout_vllm/text_reward_train_job.py --rollout_engine vllm ...   # train.py's arguments
+    PYTHONPATH=. python tests/rollout_vllm/text_reward_train_job.py --rollout_engine vllm ...   # train.py's arguments
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from learner.config import parse_args  # noqa: E402
-from learner.trainer import GRPOTrainer  # noqa: E402
-from tests.learner_support import TextRewardScorer  # noqa: E402
+from learner.config import parse_args
+from learner.trainer import GRPOTrainer
+from tests.learner_support import TextRewardScorer
 
 if __name__ == "__main__":
     GRPOTrainer(parse_args(sys.argv[1:]), scorer=TextRewardScorer()).train()

@@ -4,6 +4,9 @@ The model and processor come from ``learner.models.load_policy``, the one way th
 loads a policy: the learner's exported checkpoints, any saved Qwen2-VL-family model, or
 ``hf:tiny`` (the built-in tiny random-weight model, for smoke tests). torch and
 transformers are imported only when such a policy is built.
+
+Importing this module registers the ``hf:`` kind with ``bridges.policies.register_policy``:
+bridges sits below the learner and never imports it (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bridges.policies import Observation, Policy
+from bridges.policies import Observation, Policy, register_policy
 from bridges.torch_io import images_to_numpy
+from jaxgym.core import Env
 
 
 class HFPolicy(Policy):
@@ -81,3 +85,14 @@ class HFPolicy(Policy):
 
         seed = int(np.asarray(jax.random.randint(obs.key, (), 0, 2**31 - 1)))
         return self.generate(list(images_to_numpy(obs.images)), list(obs.prompts), seed=seed)
+
+
+def _hf_policy(path: str, env: Env, *, seed: int, model: str | None, max_tokens: int | None = None,
+               **options: Any) -> HFPolicy:
+    # The evaluator's command line names every model's generation budget max_tokens.
+    if max_tokens is not None:
+        options.setdefault("max_new_tokens", max_tokens)
+    return HFPolicy(path, **options)
+
+
+register_policy("hf", _hf_policy)
