@@ -16,6 +16,7 @@ from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.registry import make, make_vec, register, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
+from jaxgym.sokoban import Sokoban
 from jaxgym.swap import Swap
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
@@ -23,6 +24,7 @@ register("2048", 0, Game2048)
 register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
+register("sokoban", 0, Sokoban)
 
 if importlib.util.find_spec("gymnasium") is not None:  # gymnasium.make("jaxgym/<id>"); jaxgym needs no gymnasium
     from jaxgym.gym_env import register_envs as _register_gymnasium_envs
@@ -37,6 +39,7 @@ __all__ = [
     "Game2048",
     "ShisenSho",
     "ShisenShoImages",
+    "Sokoban",
     "State",
     "Swap",
     "TimeLimit",
