@@ -503,8 +503,10 @@ class Sokoban(Env):
             num_boxes = int(np.sum((arr == BOX) | (arr == BOX_ON_TARGET)))
             num_targets = int(np.sum((arr == TARGET) | (arr == BOX_ON_TARGET) | (arr == PLAYER_ON_TARGET)))
             if num_boxes == 0 or num_boxes != num_targets:
-                raise ValueError(f"board must have at least one box and as many targets as boxes, got "
-                                 f"{num_boxes} boxes and {num_targets} targets")
+                raise ValueError(
+                    f"board must have at least one box and as many targets as boxes, got "
+                    f"{num_boxes} boxes and {num_targets} targets"
+                )
         return self._state(jnp.asarray(board).astype(jnp.int32))
 
     def describe(self, state: SokobanState) -> str:

@@ -75,7 +75,10 @@ def to_jumanji(board, key):
     fixed = jnp.where(walls, C.WALL, jnp.where(targets, C.TARGET, C.EMPTY)).astype(jnp.uint8)
     variable = jnp.where(player, C.AGENT, jnp.where(boxes, C.BOX, C.EMPTY)).astype(jnp.uint8)
     return JState(
-        key=key, fixed_grid=fixed, variable_grid=variable, agent_location=S.player_position(board),
+        key=key,
+        fixed_grid=fixed,
+        variable_grid=variable,
+        agent_location=S.player_position(board),
         step_count=jnp.int32(0),
     )
 
@@ -291,7 +294,12 @@ def test_boxoban_loader_reads_every_level():
 def test_from_board_text_pads_small_levels_with_wall():
     state = jaxgym.make("sokoban", size=6, boxes=1).from_board(TINY)
     assert jaxgym.make("sokoban", size=6, boxes=1).describe(state).split("\n") == [
-        "######", "#@$.##", "######", "######", "######", "######",
+        "######",
+        "#@$.##",
+        "######",
+        "######",
+        "######",
+        "######",
     ]
     assert state.legal_action_mask.tolist() == [False, True, False, False]
 
@@ -315,8 +323,14 @@ def test_from_board_rejects_bad_levels(board, message):
 
 @pytest.mark.parametrize(
     "params,message",
-    [({"size": 4}, "size=4"), ({"boxes": 0}, "boxes=0"), ({"size": 6, "boxes": 5}, "boxes=5"),
-     ({"reverse_steps": 0}, "reverse_steps=0"), ({"max_steps": 0}, "max_steps=0"), ({"size": 2.5}, "size")],
+    [
+        ({"size": 4}, "size=4"),
+        ({"boxes": 0}, "boxes=0"),
+        ({"size": 6, "boxes": 5}, "boxes=5"),
+        ({"reverse_steps": 0}, "reverse_steps=0"),
+        ({"max_steps": 0}, "max_steps=0"),
+        ({"size": 2.5}, "size"),
+    ],
 )
 def test_parameters_are_validated(params, message):
     with pytest.raises(ValueError, match=message):
