@@ -18,6 +18,7 @@ from jaxgym.registry import make, make_vec, register, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.sokoban import Sokoban
 from jaxgym.swap import Swap
+from jaxgym.tetris import Tetris
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
@@ -25,6 +26,7 @@ register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
 register("sokoban", 0, Sokoban)
+register("tetris", 0, Tetris)
 
 if importlib.util.find_spec("gymnasium") is not None:  # gymnasium.make("jaxgym/<id>"); jaxgym needs no gymnasium
     from jaxgym.gym_env import register_envs as _register_gymnasium_envs
@@ -42,6 +44,7 @@ __all__ = [
     "Sokoban",
     "State",
     "Swap",
+    "Tetris",
     "TimeLimit",
     "Wrapper",
     "make",

@@ -279,7 +279,8 @@ boxes off their targets (ties: the most pulls), as gym-sokoban keeps its best-sc
 
 def generate_candidate(key: PRNGKey, size: int, boxes: int, reverse_steps: int) -> tuple[Array, Array]:
     """``(board, ok)``: one draw of room, placement and reverse walks. ``ok`` is False when
-    the room had fewer than ``boxes + 1`` free cells or every box ended on a target."""
+    the room had fewer than ``boxes + 1`` free cells, or the level is solved already or by
+    a single move (so a fresh level never ends at its first step)."""
     room_key, place_key, walk_key = jax.random.split(key, 3)
     floor = carve_room(room_key, size, carve_steps=int(1.5 * 2 * size))
     picked = _pick_cells(place_key, floor, boxes + 1)
@@ -291,13 +292,15 @@ def generate_candidate(key: PRNGKey, size: int, boxes: int, reverse_steps: int) 
     off_target = jnp.sum(box_layers & ~targets, axis=(1, 2))
     best = jnp.argmax(off_target * (reverse_steps + 1) + pulls)
     board = encode(~floor, targets, box_layers[best], player_layers[best])
-    ok = (jnp.sum(floor) >= boxes + 1) & ~is_solved(board)
+    one_move = jax.vmap(lambda action: is_solved(move(board, action)[0]))(jnp.arange(4))
+    ok = (jnp.sum(floor) >= boxes + 1) & ~is_solved(board) & ~jnp.any(one_move)
     return board, ok
 
 
 def fallback_level(size: int, boxes: int) -> np.ndarray:
-    """A fixed solvable, unsolved level (boxes in row 2 under targets in row 1, the player in
-    the bottom-right corner, the rest of the interior free: push each box up once).
+    """A fixed solvable level that no single move solves (boxes in row 2 under targets in
+    row 1, the player in the bottom-right corner, the rest of the interior free: walk under
+    each box and push it up once).
 
     >>> print("\\n".join("".join(CELL_CHARS[c] for c in row) for row in fallback_level(5, 2)))
     #####
@@ -383,13 +386,21 @@ def load_boxoban(text: str) -> list[np.ndarray]:
 _DIRECTION_OR_INT = re.compile(r"\b(?:up|right|down|left)\b|[-+]?[0-9]+")
 
 
+@jax.jit
+def _fresh_state(board: Array) -> SokobanState:
+    """A state (no moves yet) for a board; jitted, since ``from_board`` runs eagerly, where
+    every op would compile on its own."""
+    state = SokobanState(board=board, **initial_fields(legal_moves(board), terminated=is_solved(board)))
+    return state.replace(score=boxes_on_targets(board))
+
+
 class Sokoban(Env):
     """Sokoban on a ``size x size`` board with ``boxes`` boxes and as many targets.
 
     Parameters (``jaxgym.make("sokoban", ...)``; out-of-range values raise ValueError):
         size: board side including the outer wall ring, 5..16 (default 10, Boxoban's).
         boxes: 1..size-2 boxes (default 4, Boxoban's and Jumanji's).
-        reverse_steps: 1..1000 reverse moves of the generator, the difficulty knob (default
+        reverse_steps: 2..1000 reverse moves of the generator, the difficulty knob (default
             None: ``int(1.7 * 2 * size)``, gym-sokoban's 34 for 10x10). Fewer steps leave
             boxes nearer their targets.
         max_steps: 1..10**6, steps until ``truncated`` (default 120, gym-sokoban's and
@@ -420,8 +431,8 @@ class Sokoban(Env):
         - **randomness**: only ``reset`` draws (``generate_level``): a room carved by a
           random walk, targets with their boxes and the player on uniform distinct free
           cells, then ``reverse_steps`` reverse moves pulling boxes. Up to ``MAX_ATTEMPTS``
-          draws, then the fixed ``fallback_level``: every fresh level is solvable and
-          unsolved. ``step`` ignores its key (the game is deterministic).
+          draws, then the fixed ``fallback_level``: every fresh level is solvable, and
+          not solved by its first move. ``step`` ignores its key (the game is deterministic).
         - **render**: ``(H, W, 3)`` uint8, default 448x448: brick walls, floor, targets as
           outlined diamonds, brown boxes (green on a target), the player as a blue disc,
           and a status line ``Boxes: 1/4  Moves: 12/120`` (``renderers/sokoban.py``).
@@ -448,16 +459,13 @@ class Sokoban(Env):
         self.boxes = check_int_param("boxes", boxes, 1, self.size - 2)
         if reverse_steps is None:
             reverse_steps = int(1.7 * 2 * self.size)
-        self.reverse_steps = check_int_param("reverse_steps", reverse_steps, 1, 1000)
+        self.reverse_steps = check_int_param("reverse_steps", reverse_steps, 2, 1000)
         self.max_steps = check_int_param("max_steps", max_steps, 1, 10**6)
         self.image_size = resolve_image_size(image_size)
         self.num_actions = 4
 
     def _state(self, board: Array) -> SokobanState:
-        return SokobanState(
-            board=board,
-            **initial_fields(legal_moves(board), terminated=is_solved(board)),
-        ).replace(score=boxes_on_targets(board))
+        return _fresh_state(board)
 
     def reset(self, key: PRNGKey) -> SokobanState:
         return self._state(generate_level(key, self.size, self.boxes, self.reverse_steps))

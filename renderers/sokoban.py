@@ -120,6 +120,36 @@ def ratio_glyph_ids(numerator: jax.Array, denominator: jax.Array, num_slots: int
     return jnp.where(slots < used, head, tail[jnp.clip(slots - used, 0, num_slots)])
 
 
+def draw_two_field_status(
+    background: np.ndarray,
+    status: int,
+    margin: int,
+    label_pairs: tuple[tuple[str, str], ...],
+    left_slots: int,
+    right_slots: int,
+) -> tuple[int, int, int, int, int]:
+    """Draw the labels of a status line ``"{left label}{left field}   {right label}{right
+    field}"`` across the top ``status`` rows of ``background`` (in place), at the largest
+    text size where both fields fit, trying ``label_pairs`` (long labels first). Fields are
+    runs of monospace glyph slots, aligned to 8 pixels where the glyphs are 8 wide or more.
+    Returns ``(glyph_width, text_height, text_top, left_field_x, right_field_x)``."""
+    W = background.shape[1]
+    for left_label, right_label in label_pairs:
+        for text_height in range(int(status * 0.6), 4, -1):
+            digit_w = text.text_width("0", text_height)
+            glyph_w = max(8, 8 * round(digit_w / 8)) if digit_w >= 6 else digit_w
+            step = 8 if glyph_w % 8 == 0 else 1
+            left_x = -(-(margin + text.text_width(left_label, text_height)) // step) * step
+            right_x = align_down(W - margin - right_slots * glyph_w, step)
+            right_label_x = right_x - text.text_width(right_label, text_height)
+            if digit_w <= glyph_w and right_label_x >= left_x + left_slots * glyph_w + glyph_w // 2:
+                text_top = (status - text_height) // 2 + max(1, margin // 2)
+                text.draw_text(background, left_label, text_height, STATUS_TEXT, top_left=(text_top, margin))
+                text.draw_text(background, right_label, text_height, STATUS_TEXT, top_left=(text_top, right_label_x))
+                return glyph_w, text_height, text_top, left_x, right_x
+    raise ValueError(f"image width {W} is too narrow for a status line of {left_slots} + {right_slots} glyphs")
+
+
 class SokobanRenderer:
     """Callable ``state -> (H, W, 3) uint8`` for a ``size x size`` Sokoban board."""
 
@@ -148,26 +178,9 @@ class SokobanRenderer:
         self.moves_digits = len(str(max_steps))
         self.max_steps = max_steps
         self.moves_slots = 2 * self.moves_digits + 1
-        layout = None
-        for boxes_label, moves_label in (("Boxes: ", "Moves: "), ("B ", "M ")):
-            for text_height in range(int(status * 0.6), 4, -1):
-                digit_w = text.text_width("0", text_height)
-                glyph_w = max(8, 8 * round(digit_w / 8)) if digit_w >= 6 else digit_w
-                step = 8 if glyph_w % 8 == 0 else 1
-                boxes_x = -(-(margin + text.text_width(boxes_label, text_height)) // step) * step
-                moves_x = align_down(W - margin - self.moves_slots * glyph_w, step)
-                moves_label_x = moves_x - text.text_width(moves_label, text_height)
-                if digit_w <= glyph_w and moves_label_x >= boxes_x + self.box_slots * glyph_w + glyph_w // 2:
-                    layout = (boxes_label, moves_label, text_height, glyph_w, boxes_x, moves_x, moves_label_x)
-                    break
-            if layout is not None:
-                break
-        if layout is None:
-            raise ValueError(f"image_size {image_size} is too narrow for the status line of max_steps={max_steps}")
-        boxes_label, moves_label, text_height, glyph_w, boxes_x, moves_x, moves_label_x = layout
-        text_top = (status - text_height) // 2 + max(1, margin // 2)
-        text.draw_text(background, boxes_label, text_height, STATUS_TEXT, top_left=(text_top, margin))
-        text.draw_text(background, moves_label, text_height, STATUS_TEXT, top_left=(text_top, moves_label_x))
+        glyph_w, text_height, text_top, boxes_x, moves_x = draw_two_field_status(
+            background, status, margin, (("Boxes: ", "Moves: "), ("B ", "M ")), self.box_slots, self.moves_slots
+        )
         glyphs = status_glyph_tiles(status, glyph_w, text_height, text_top)
 
         canvas = Canvas(background)

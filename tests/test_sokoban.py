@@ -58,6 +58,18 @@ BOXOBAN_TEXT = """; 0
 TINY = "#####\n#@$.#\n#####"
 
 
+_JITTED: dict = {}
+
+
+def _jit_step(env):
+    """``jax.jit(env.step)``, one per game configuration (eager steps compile op by op)."""
+    return _JITTED.setdefault(("step", env.id, repr(vars(env))), jax.jit(env.step))
+
+
+def _jit_render(env):
+    return _JITTED.setdefault(("render", env.id, repr(vars(env))), jax.jit(env.render))
+
+
 def oracle_env():
     from jumanji.environments.routing.sokoban.env import Sokoban as JumanjiSokoban
     from jumanji.environments.routing.sokoban.generator import ToyGenerator
@@ -93,9 +105,9 @@ def from_jumanji(state):
 @pytest.mark.slow
 def test_step_matches_jumanji_on_random_play():
     """>= 10,000 random steps on generated 10x10 levels with 4 boxes (Jumanji's fixed size),
-    a third of them easy (2 reverse steps) so that solves and the bonus occur."""
+    a third of them easy (4 reverse steps) so that solves and the bonus occur."""
     env = jaxgym.make("sokoban")
-    easy = jaxgym.make("sokoban", reverse_steps=2)
+    easy = jaxgym.make("sokoban", reverse_steps=4)
     oracle = oracle_env()
     batch, steps = 256, 48
     keys = jax.random.split(jax.random.key(0), batch)
@@ -180,7 +192,7 @@ def test_generated_levels_are_solvable_within_their_reverse_steps(size, boxes, r
         assert not S.is_solved(jnp.asarray(board))
         length = solve_bfs(board)
         assert length is not None, env.describe(env.from_board(board))
-        assert 1 <= length <= reverse_steps
+        assert 2 <= length <= reverse_steps
 
 
 def test_fallback_level_is_solvable_and_unsolved():
@@ -188,7 +200,7 @@ def test_fallback_level_is_solvable_and_unsolved():
         board = S.fallback_level(size, boxes)
         jaxgym.make("sokoban", size=size, boxes=boxes).from_board(board)  # passes the checks
         if size <= 10:
-            assert solve_bfs(board) is not None
+            assert solve_bfs(board) >= 2
 
 
 @pytest.mark.slow
@@ -251,18 +263,18 @@ def test_rewards_follow_the_documented_numbers():
     level = "#####\n#@$.#\n#-$-#\n#-.-#\n#####"
     state = env.from_board(level)
     assert int(state.score) == 0 and not bool(state.terminated)
-    state = env.step(state, S.RIGHT, jax.random.key(0))  # box onto a target
+    state = _jit_step(env)(state, S.RIGHT, jax.random.key(0))  # box onto a target
     assert float(state.reward) == pytest.approx(S.BOX_ON_TARGET_REWARD + S.STEP_COST)
     assert int(state.score) == 1 and not bool(state.terminated)
-    state = env.step(state, S.RIGHT, jax.random.key(0))  # blocked by the box: a no-op
+    state = _jit_step(env)(state, S.RIGHT, jax.random.key(0))  # blocked by the box: a no-op
     assert not bool(state.last_action_legal) and float(state.reward) == pytest.approx(S.STEP_COST)
-    state = env.step(state, S.DOWN, jax.random.key(0))  # pushes the second box onto (3, 2)
+    state = _jit_step(env)(state, S.DOWN, jax.random.key(0))  # pushes the second box onto (3, 2)
     assert env.describe(state) == "#####\n#--*#\n#-@-#\n#-*-#\n#####"
     assert float(state.reward) == pytest.approx(S.BOX_ON_TARGET_REWARD + S.SOLVED_BONUS + S.STEP_COST)
     assert bool(state.terminated) and int(state.score) == 2
-    state = env.step(state, INVALID_ACTION, jax.random.key(0))
+    state = _jit_step(env)(state, INVALID_ACTION, jax.random.key(0))
     assert not bool(state.last_action_legal) and int(state.step_count) == 4
-    off = env.step(env.from_board("#####\n#@*-#\n#-$.#\n#---#\n#####"), S.RIGHT, jax.random.key(0))
+    off = _jit_step(env)(env.from_board("#####\n#@*-#\n#-$.#\n#---#\n#####"), S.RIGHT, jax.random.key(0))
     assert float(off.reward) == pytest.approx(-S.BOX_ON_TARGET_REWARD + S.STEP_COST)
 
 
@@ -271,7 +283,7 @@ def test_truncation_at_max_steps():
     state = env.from_board("#####\n#@--#\n#-$-#\n#-.-#\n#####")
     for t in range(3):
         assert not bool(state.truncated)
-        state = env.step(state, S.LEFT, jax.random.key(t))
+        state = _jit_step(env)(state, S.LEFT, jax.random.key(t))
     assert bool(state.truncated) and not bool(state.terminated)
 
 
@@ -380,17 +392,18 @@ def test_golden_image():
 def test_golden_image_small_and_rectangular():
     env = jaxgym.make("sokoban", size=7, boxes=2, image_size=(112, 168))
     state = env.from_board("#######\n#@-$-.#\n#-*---#\n#--$-.#\n#######")
-    assert_matches_golden(np.asarray(env.render(state)), "sokoban_7x7_112x168")
+    assert_matches_golden(np.asarray(_jit_render(env)(state)), "sokoban_7x7_112x168")
 
 
+@pytest.mark.slow
 def test_render_tracks_the_board():
     env = jaxgym.make("sokoban", size=5, boxes=1, image_size=112)
     state = env.from_board("#####\n#@$.#\n#---#\n#---#\n#####")
-    moved = env.step(state, S.RIGHT, jax.random.key(0))
-    before, after = np.asarray(env.render(state)), np.asarray(env.render(moved))
+    moved = _jit_step(env)(state, S.RIGHT, jax.random.key(0))
+    before, after = np.asarray(_jit_render(env)(state)), np.asarray(_jit_render(env)(moved))
     assert not np.array_equal(before, after)
     same = env.from_board("#####\n#-@*#\n#---#\n#---#\n#####").replace(step_count=jnp.int32(1))
-    assert np.array_equal(after, np.asarray(env.render(same)))
+    assert np.array_equal(after, np.asarray(_jit_render(env)(same)))
 
 
 def test_too_small_image_is_refused():
