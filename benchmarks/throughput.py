@@ -9,9 +9,11 @@ each peer's own auto-reset wrapper):
 - step+render frames/s (each step's frames are written to memory, not optimised away).
 
 Peers in the same run: pgx ``2048`` and Jumanji ``Game2048-v1`` (logic), gymnasium-2048
-(logic, and with its ``rgb_array`` frames through a gymnasium vector env), Jumanji's Sokoban
-(its two built-in toy levels, uniform random moves: it has no legal mask) and Tetris (logic,
-10x10 and 20x10, random legal placements), and the physical
+(logic, and with its ``rgb_array`` frames through a gymnasium vector env), gymnax's MinAtar
+``Breakout-MinAtar`` next to ``breakout`` (logic; gymnax computes its 10x10x4 observation
+every step and has no pixel renderer), Jumanji's Sokoban (its two built-in toy levels,
+uniform random moves: it has no legal mask) and Tetris (logic, 10x10 and 20x10, random legal
+placements), and the physical
 limit: this machine's memory-fill rate for frames of the same size (NumPy ``fill`` of a
 preallocated batch of frames).
 
@@ -250,6 +252,27 @@ def bench_jumanji_tetris(rows: int, cols: int, batch: int, args) -> Row:
     )
 
 
+def bench_gymnax_breakout(batch: int, args) -> Row:
+    import gymnax
+
+    env, params = gymnax.make("Breakout-MinAtar")
+
+    def reset(key):
+        obs, state = env.reset(key, params)
+        return state, obs
+
+    def step(carry, action, key):  # gymnax's step resets finished episodes itself
+        obs, state, _, _, _ = env.step(key, carry[0], action, params)
+        return state, obs
+
+    legal_of = lambda carry: jnp.ones((carry[1].shape[0], env.num_actions), bool)
+    compile_s, sec, steps = measure_scan(lambda n: scan_steps(reset, step, legal_of, batch, n), 4, 512, args)
+    return Row(
+        f"gymnax {gymnax.__version__} (MinAtar)", "breakout", batch, steps_per_s=batch * steps / sec,
+        compile_s=compile_s, note="logic + 10x10x4 obs",
+    )
+
+
 def bench_gymnasium_2048(batch: int, args, render: bool) -> Row:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -412,7 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--games", nargs="+", default=None, help="registered game names (default: all; --quick: 2048)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=None, help=f"default {DEFAULT_BATCHES}")
     p.add_argument("--quick", action="store_true", help="a run of under a minute: 2048 and small budgets")
-    p.add_argument("--no-peers", action="store_true", help="skip pgx, Jumanji and gymnasium-2048")
+    p.add_argument("--no-peers", action="store_true", help="skip pgx, Jumanji, gymnasium-2048 and gymnax")
     p.add_argument("--json", type=Path, default=None, help="where to write the JSON rows (default: in the run dir)")
     p.add_argument("--run-dir", type=Path, default=None, help="default runs/throughput-<timestamp>")
     p.add_argument("--repeats", type=int, default=None)
@@ -492,6 +515,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         lambda b=b, p=params: bench_jumanji_tetris(p["rows"], p["cols"], b, args),
                     )
                 )
+
+    if not args.no_peers and "breakout" in args.games:
+        tasks += [(f"gymnax breakout b={b}", lambda b=b: bench_gymnax_breakout(b, args)) for b in args.batch_sizes]
 
     rows: list[Row] = []
     t_start = time.perf_counter()

@@ -34,7 +34,7 @@ from bridges.protocol import GameProtocol, protocol_for, shape_reward
 from jaxgym import parsing
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, PRNGKey, State
 
-FORMAT_TAGS = ("perception", "think", "answer")
+FORMAT_TAGS = parsing.FORMAT_TAGS
 
 
 @dataclass
@@ -88,7 +88,7 @@ def perception_ok(response: object, truth: str) -> bool:
     >>> perception_ok("<perception> 2 | 2 </perception>", " 2 | - ")
     False
     """
-    block = parsing.last_tag_content(response, "perception")
+    block = parsing.last_tag_content(response, parsing.PERCEPTION_TAG)
     return block is not None and block.strip() == truth.strip()
 
 

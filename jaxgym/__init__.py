@@ -12,9 +12,11 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 
 import importlib.util
 
+from jaxgym.breakout import Breakout
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
-from jaxgym.registry import make, make_vec, register, registered_games
+from jaxgym.protocol import GameProtocol
+from jaxgym.registry import make, make_vec, register, register_renderer, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.sokoban import Sokoban
 from jaxgym.swap import Swap
@@ -25,6 +27,7 @@ register("2048", 0, Game2048)
 register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
+register("breakout", 0, Breakout)
 register("sokoban", 0, Sokoban)
 register("tetris", 0, Tetris)
 
@@ -37,8 +40,10 @@ __all__ = [
     "INVALID_ACTION",
     "UNPARSEABLE",
     "AutoReset",
+    "Breakout",
     "Env",
     "Game2048",
+    "GameProtocol",
     "ShisenSho",
     "ShisenShoImages",
     "Sokoban",
@@ -50,6 +55,7 @@ __all__ = [
     "make",
     "make_vec",
     "register",
+    "register_renderer",
     "registered_games",
 ]
 __version__ = "0.1.0"

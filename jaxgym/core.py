@@ -8,6 +8,12 @@ An :class:`Env` is a bundle of pure functions over an immutable state pytree::
     image = env.render(state)               # (H, W, 3) uint8, pure JAX
     text = env.describe(state)              # the exact perception text (host side, one state)
 
+A game implements the per-game parts only: ``reset``, the transition ``_step`` (the template
+``Env.step`` does the bookkeeping every game shares), ``from_board`` (with
+:func:`check_board`), ``_describe``, ``prompt``, ``parse_answer`` and ``format_answer``; its
+renderer registers itself (``jaxgym.registry.register_renderer``). See
+``docs/adding-a-game.md``.
+
 The env object holds only static configuration (board size, palette, image size), so its
 bound methods can be passed to ``jax.jit``/``jax.vmap`` directly. All randomness comes from
 the explicit ``key`` arguments: the state carries no hidden RNG, so a planner that steps a
@@ -72,28 +78,6 @@ def initial_fields(legal_action_mask: Array, terminated: Array | bool = False) -
         score=jnp.int32(0),
         last_action_legal=jnp.bool_(True),
     )
-
-
-def computed_apart(fn: Any, *args: Any) -> Any:
-    """``fn(*args)``, computed into buffers of its own instead of being fused into its
-    consumers.
-
-    XLA fuses cheap-looking producers into each consumer's loop. That recomputes them per
-    element (a tile-id calculation inside a per-pixel gather) or reshapes their loop (a 4-D
-    mask computed in flat-index order with div/mod arithmetic): on XLA:CPU either can cost
-    3-10x. ``lax.optimization_barrier`` does not stop fusion there; a loop body does. The
-    loop runs once (twice only if the inputs' first elements sum past 3e38, which changes
-    nothing but the time), and its trip count depends on the data, so XLA cannot unroll it.
-
-    >>> computed_apart(lambda x: x * 2, jnp.arange(3)).tolist()
-    [0, 2, 4]
-    """
-    probe = sum(leaf.reshape(-1)[0].astype(jnp.float32) for leaf in jax.tree.leaves(args))
-    trips = 1 + (probe > 3e38).astype(jnp.int32)
-    shapes = jax.eval_shape(fn, *args)
-    start = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    _, out = jax.lax.while_loop(lambda c: c[0] < trips, lambda c: (c[0] + 1, fn(*args)), (jnp.int32(0), start))
-    return out
 
 
 def host_actions(actions: Any) -> np.ndarray:
@@ -187,22 +171,66 @@ class Env(abc.ABC):
     def reset(self, key: PRNGKey) -> State:
         """A fresh game drawn with ``key``."""
 
-    @abc.abstractmethod
+    invalid_action_reward: ClassVar[float] = 0.0
+    """The reward of an illegal or out-of-range action (a penalised no-op)."""
+    step_limit: int | None = None
+    """If set, ``truncated`` is ``step_count >= step_limit`` after every step (the game's own
+    episode length, e.g. Swap's ``max_moves``); None leaves ``truncated`` as it was."""
+    protocol: ClassVar[Any] = None
+    """The game's ``jaxgym.protocol.GameProtocol`` (sampling, shaping, evaluation scoring);
+    ``jaxgym.register`` records it and the bridges read it. None: the bridges' ``GENERIC``."""
+
     def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
         """Apply one flat integer action. Illegal or out-of-range actions are defined,
         penalised no-ops (see the game's docstring); they never raise under ``jit``.
 
+        The template around every game's transition ``_step``: the action is checked
+        (:func:`check_action`) and range-tested; ``_step`` sees an in-range action (0 in
+        place of an out-of-range one) and says whether it was a legal move; an illegal
+        move's result is replaced by the unchanged state with reward
+        ``invalid_action_reward`` (selects, no branch); ``step_count`` grows by one and
+        ``last_action_legal`` is set either way, and ``truncated`` follows ``step_limit``.
+
         Actions are int32. A 64-bit host integer outside int32 is clamped here when ``step``
         runs unjitted, but ``jax.jit(env.step)`` receives it already wrapped by JAX (x64
         off): clamp host actions with :func:`host_actions` before they cross a jit boundary."""
+        action = check_action(action)
+        in_range = (action >= 0) & (action < self.num_actions)
+        moved, legal = self._step(state, jnp.where(in_range, action, 0), key)
+        legal = in_range & legal
+        noop = state.replace(reward=jnp.float32(self.invalid_action_reward))
+        out = jax.tree.map(lambda new, old: jnp.where(legal, new, old), moved, noop)
+        step_count = state.step_count + 1
+        out = out.replace(step_count=step_count, last_action_legal=legal)
+        if self.step_limit is not None:
+            out = out.replace(truncated=step_count >= self.step_limit)
+        return out
+
+    def _step(self, state: State, action: Array, key: PRNGKey) -> tuple[State, Array]:
+        """The game's transition for an in-range action: ``(next_state, legal)``.
+
+        ``next_state`` sets the game's fields, ``reward``, ``terminated``,
+        ``legal_action_mask`` and ``score``; it only counts where ``legal`` (bool ``()``) is
+        True, so it need not be meaningful for an illegal move. ``step_count``,
+        ``last_action_legal`` and the no-op are the template's (``Env.step``)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither step nor _step")
 
     @abc.abstractmethod
     def from_board(self, board: Any) -> State:
         """A state for a given board array (tests, puzzles, users' own positions)."""
 
-    @abc.abstractmethod
     def describe(self, state: State) -> str:
-        """The exact perception text of one (unbatched) state."""
+        """The exact perception text of one (unbatched) state; a batch of states raises."""
+        count = np.shape(state.step_count)
+        if count != ():
+            raise ValueError(
+                f"describe takes one state, got a batch of states (step_count shape {count}); index it first"
+            )
+        return self._describe(state)
+
+    def _describe(self, state: State) -> str:
+        """The perception text of one state (``describe`` has checked it is one)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither describe nor _describe")
 
     @abc.abstractmethod
     def prompt(self) -> str:
@@ -219,9 +247,12 @@ class Env(abc.ABC):
     def format_answer(self, action: int) -> str:
         """The ``<answer>...</answer>`` text that ``parse_answer`` maps back to ``action``."""
 
-    @abc.abstractmethod
     def _make_renderer(self) -> Any:
-        """Build the game's renderer (a callable ``state -> (H, W, 3) uint8``)."""
+        """Build the game's renderer (a callable ``state -> (H, W, 3) uint8``): the factory
+        registered for the game (``jaxgym.registry.register_renderer``)."""
+        from jaxgym.registry import renderer_factory  # the registry imports this module
+
+        return renderer_factory(self)(self)
 
     @functools.cached_property
     def _renderer(self) -> Any:
@@ -254,3 +285,38 @@ def resolve_image_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
         if not 56 <= v <= 4096:
             raise ValueError(f"image_size={image_size!r} is out of range; each side must be in 56..4096 pixels")
     return hw
+
+
+def check_board(
+    board: Any,
+    shape: tuple[int, ...],
+    lo: int,
+    hi: int,
+    *,
+    what: str,
+    detail: str = "",
+    whole_floats: bool = True,
+) -> np.ndarray | None:
+    """Validate a host board given to ``from_board``; a traced board (under ``jit``/``vmap``)
+    passes unchecked and gives None, a host one comes back as a NumPy array.
+
+    Raises ValueError naming the offending value: a wrong shape, a non-integer dtype (whole
+    floats pass when ``whole_floats``), or a value outside ``lo..hi`` (``what`` names the
+    values, ``detail`` follows the range in the message).
+
+    >>> check_board([[0, 3]], (1, 2), 0, 2, what="kinds")
+    Traceback (most recent call last):
+    ...
+    ValueError: board kinds must be in 0..2, got min 0 max 3
+    """
+    if isinstance(board, jax.core.Tracer):
+        return None
+    arr = np.asarray(board)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"board must have shape {tuple(shape)}, got {arr.shape}")
+    integer = np.issubdtype(arr.dtype, np.integer)
+    if not integer and not (whole_floats and (arr == np.round(arr)).all()):
+        raise ValueError(f"board must hold integer {what}, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise ValueError(f"board {what} must be in {lo}..{hi}{detail}, got min {arr.min()} max {arr.max()}")
+    return arr

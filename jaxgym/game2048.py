@@ -25,12 +25,13 @@ from jaxgym.core import (
     Env,
     PRNGKey,
     State,
-    check_action,
+    check_board,
     check_int_param,
     initial_fields,
     resolve_image_size,
 )
 from jaxgym.grid import slide_left
+from jaxgym.protocol import GameProtocol
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
 ACTION_NAMES = ("up", "right", "down", "left")
@@ -187,6 +188,13 @@ class Game2048(Env):
 
     name = "2048"
     version = 0
+    # The paper's: 100 uniformly random actions after reset (training states and the
+    # evaluation warm-up), the sign of the merge score as the game reward, the raw merge
+    # score summed in evaluation.
+    protocol = GameProtocol(
+        sample_depth=100, sample_policy="uniform", eval_warmup=100, w_format=1.0, w_perception=1.0,
+        shaping="sign", eval_score="raw",
+    )
 
     def __init__(self, size: int = 4, image_size: int | tuple[int, int] = 448):
         self.size = check_int_param("size", size, 3, 8)
@@ -204,38 +212,26 @@ class Game2048(Env):
         board = spawn_tile(spawn_tile(board, first), second)
         return Game2048State(**self._fields(board))
 
-    def step(self, state: Game2048State, action: Array | int, key: PRNGKey) -> Game2048State:
-        action = check_action(action)
-        in_range = (action >= 0) & (action < 4)
-        moved, score = move(state.board, jnp.clip(action, 0, 3))
-        legal = in_range & jnp.any(moved != state.board)
-        board = jnp.where(legal, spawn_tile(moved, key), state.board)
-        legal_mask = legal_moves(board)
-        gained = jnp.where(legal, score, 0)
-        return state.replace(
+    def _step(self, state: Game2048State, action: Array, key: PRNGKey) -> tuple[Game2048State, Array]:
+        moved, score = move(state.board, action)
+        board = spawn_tile(moved, key)
+        next_state = state.replace(
             board=board,
-            reward=gained.astype(jnp.float32),
+            reward=score.astype(jnp.float32),
             terminated=is_terminal(board),
-            legal_action_mask=legal_mask,
-            step_count=state.step_count + 1,
-            score=state.score + gained,
-            last_action_legal=legal,
+            legal_action_mask=legal_moves(board),
+            score=state.score + score,
         )
+        return next_state, jnp.any(moved != state.board)
 
     def from_board(self, board: Any) -> Game2048State:
         """A state from a board of exponents (0 empty, e for tile 2**e), score 0.
         Use ``from_tiles`` for a board of tile values."""
-        if not isinstance(board, jax.core.Tracer):
-            arr = np.asarray(board)
-            if arr.shape != (self.size, self.size):
-                raise ValueError(f"board must have shape ({self.size}, {self.size}), got {arr.shape}")
-            if not (np.issubdtype(arr.dtype, np.integer) or (arr == np.round(arr)).all()):
-                raise ValueError(f"board must hold integer exponents, got dtype {arr.dtype}")
-            if arr.min() < 0 or arr.max() > self.max_exponent:
-                raise ValueError(
-                    f"board exponents must be in 0..{self.max_exponent} for size {self.size}, "
-                    f"got min {arr.min()} max {arr.max()} (pass tile values to from_tiles instead)"
-                )
+        n = self.size
+        check_board(
+            board, (n, n), 0, self.max_exponent, what="exponents",
+            detail=f" for size {n} (pass tile values to from_tiles instead)",
+        )
         return Game2048State(**self._fields(jnp.asarray(board).astype(jnp.int32)))
 
     def from_tiles(self, tiles: Any) -> Game2048State:
@@ -247,10 +243,8 @@ class Game2048(Env):
         exponents = np.where(arr > 0, np.log2(np.maximum(arr, 1)).round(), 0).astype(np.int32)
         return self.from_board(exponents)
 
-    def describe(self, state: Game2048State) -> str:
+    def _describe(self, state: Game2048State) -> str:
         board = np.asarray(state.board)
-        if board.ndim != 2:
-            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
         return "\n".join("|".join(" - " if e == 0 else f" {2 ** int(e)} " for e in row) for row in board)
 
     def prompt(self) -> str:
@@ -264,16 +258,16 @@ class Game2048(Env):
             "not allowed. After every move a new 2 or 4 appears on an empty cell.\n"
             "Moves: 0 = up, 1 = right, 2 = down, 3 = left.\n"
             "Goal: score as many points as you can.\n\n"
-            "First describe the board inside <perception></perception>: one line per row from "
-            "top to bottom, cells separated by |, each cell written as a space, the tile value "
-            "and a space (for example ' 2 '), or ' - ' for an empty cell.\n"
-            "Then reason about your move inside <think></think>.\n"
-            "Finally give the number of your move inside <answer></answer>, for example "
-            "<answer>3</answer>."
+            + parsing.response_format(
+                "one line per row from top to bottom, cells separated by |, each cell written as a space, "
+                "the tile value and a space (for example ' 2 '), or ' - ' for an empty cell.",
+                "the number of your move",
+                "3",
+            )
         )
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
-        answer = parsing.last_tag_content(text, "answer")
+        answer = parsing.answer_block(text)
         if answer is None:
             return UNPARSEABLE
         value = parsing.first_int(answer)
@@ -283,9 +277,4 @@ class Game2048(Env):
         return parsing.clamp_to_int32(value)
 
     def format_answer(self, action: int) -> str:
-        return f"<answer>{int(action)}</answer>"
-
-    def _make_renderer(self) -> Any:
-        from renderers.game2048 import Game2048Renderer
-
-        return Game2048Renderer(self.size, self.image_size, self.max_exponent)
+        return parsing.format_answer(str(int(action)))

@@ -1,7 +1,9 @@
-"""The colour palette of the tile games (Shisen-Sho; Swap uses its first four colours).
+"""The colour palette and shape catalogue of the tile games (Shisen-Sho; Swap uses the
+first four colours and three shapes).
 
-Names are what perception texts print; RGB triples are what renderers paint. The shape
-catalogue that goes with it is ``renderers.draw.SHAPES``.
+Names are what perception texts print; RGB triples are what renderers paint, and
+``renderers.draw.draw_shape`` draws the shapes by these names. Both live in the game layer
+because the perception texts name them and the game layer imports no renderer.
 """
 
 from __future__ import annotations
@@ -28,3 +30,6 @@ COLORS: tuple[tuple[str, tuple[int, int, int]], ...] = (
 
 COLOR_NAMES: tuple[str, ...] = tuple(name for name, _ in COLORS)
 COLOR_RGB: tuple[tuple[int, int, int], ...] = tuple(rgb for _, rgb in COLORS)
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "cross", "star")
+"""Shape names in palette order. The "star" is drawn as an X of two thick diagonals."""

@@ -1,4 +1,6 @@
-"""Lenient, linear-time parsing of model responses, shared by every game's answer parser.
+"""The response format (its tags and the prompt paragraph that asks for them) and lenient,
+linear-time parsing of model responses, shared by every game's prompt and answer parser
+and by the scorer.
 
 Responses are untrusted text: anything that is not a ``str``, any size, any unicode. These
 helpers never raise on such input and run in time linear in its length (``str.rfind`` and
@@ -9,6 +11,44 @@ from __future__ import annotations
 
 import re
 import unicodedata
+
+PERCEPTION_TAG, THINK_TAG, ANSWER_TAG = "perception", "think", "answer"
+FORMAT_TAGS = (PERCEPTION_TAG, THINK_TAG, ANSWER_TAG)
+"""The tags of a well-formed response, in the order the prompts ask for them."""
+
+
+def response_format(perception: str, answer: str, example: str, subject: str = "the board") -> str:
+    """The closing paragraph of every game's prompt: perception, reasoning, answer.
+
+    ``perception`` says how to write the perception text (a sentence ending in a full stop),
+    ``answer`` what the answer names, ``example`` an answer's content.
+
+    >>> print(response_format("one number.", "the number of your move", "3"))
+    First describe the board inside <perception></perception>: one number.
+    Then reason about your move inside <think></think>.
+    Finally give the number of your move inside <answer></answer>, for example <answer>3</answer>.
+    """
+    p, t, a = FORMAT_TAGS
+    return (
+        f"First describe {subject} inside <{p}></{p}>: {perception}\n"
+        f"Then reason about your move inside <{t}></{t}>.\n"
+        f"Finally give {answer} inside <{a}></{a}>, for example {format_answer(example)}."
+    )
+
+
+def format_answer(content: str) -> str:
+    """``content`` inside the answer tags.
+
+    >>> format_answer("(0, 1) (0, 2)")
+    '<answer>(0, 1) (0, 2)</answer>'
+    """
+    return f"<{ANSWER_TAG}>{content}</{ANSWER_TAG}>"
+
+
+def answer_block(text: object) -> str | None:
+    """The content of the last answer block of a response, or None (``last_tag_content``)."""
+    return last_tag_content(text, ANSWER_TAG)
+
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _INT = re.compile(r"[-+]?[0-9]+")

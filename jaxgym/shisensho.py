@@ -8,7 +8,7 @@ board. The game ends when the board is empty or no pair can be removed.
 Two games share every rule and function here; only the source of the tile kinds differs:
 
 - ``"shisensho"``: a kind is a (colour, shape) pair from ``jaxgym.palette.COLORS`` and
-  ``renderers.draw.SHAPES``.
+  ``jaxgym.palette.SHAPES``.
 - ``"shisensho-images"``: a kind is an image class; the copies of a class show different
   images of it (``jaxgym.tile_images``), and tiles match by class, not by picture.
 
@@ -33,6 +33,7 @@ import numpy as np
 from flax import struct
 
 from jaxgym import parsing
+from jaxgym._xla import computed_apart
 from jaxgym.core import (
     INVALID_ACTION,
     UNPARSEABLE,
@@ -40,17 +41,17 @@ from jaxgym.core import (
     Env,
     PRNGKey,
     State,
-    check_action,
+    check_board,
     check_int_param,
-    computed_apart,
     initial_fields,
     resolve_image_size,
 )
-from jaxgym.palette import COLOR_NAMES
+from jaxgym.palette import COLOR_NAMES, SHAPES
+from jaxgym.protocol import GameProtocol, random_cell_pairs
 
 MIN_SIZE, MAX_SIZE = 2, 16
 MAX_COLORS = len(COLOR_NAMES)
-MAX_SHAPES = 6
+MAX_SHAPES = len(SHAPES)
 RESET_TRIES = 8
 """Fresh boards drawn per reset before the last one is repaired (see ``ShisenSho.reset``)."""
 ANSWER_NUMBERS = 4
@@ -339,7 +340,7 @@ class ShisenSho(Env):
 
     Spec sheet:
         - **parameters**: ``size`` 2..16 (default 6), ``colors`` 1..16 and ``shapes`` 1..6
-          (the first ones of ``jaxgym.palette.COLORS`` and ``renderers.draw.SHAPES``, default
+          (the first ones of ``jaxgym.palette.COLORS`` and ``jaxgym.palette.SHAPES``, default
           6 and 6), ``copies`` per kind (even, >= 2, divides ``size**2``, default 4);
           ``size**2 / copies`` must not exceed ``colors * shapes``. ``image_size`` as in
           ``jaxgym.core.resolve_image_size`` (default 448).
@@ -380,6 +381,13 @@ class ShisenSho(Env):
 
     name = "shisensho"
     version = 0
+    invalid_action_reward = -1.0
+    # The paper's: training states after 250 uniformly random actions (most of them illegal
+    # no-ops), no perception reward for the shape game, matches counted in evaluation.
+    protocol = GameProtocol(
+        sample_depth=250, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=0.0,
+        shaping="sign", eval_score="success", random_answer=random_cell_pairs,
+    )
 
     def __init__(
         self,
@@ -389,8 +397,6 @@ class ShisenSho(Env):
         copies: int = 4,
         image_size: int | tuple[int, int] = 448,
     ):
-        from renderers.draw import SHAPES
-
         self.colors = check_int_param("colors", colors, 1, MAX_COLORS)
         self.shapes = check_int_param("shapes", shapes, 1, MAX_SHAPES)
         self.color_names = COLOR_NAMES[: self.colors]
@@ -467,44 +473,31 @@ class ShisenSho(Env):
         _, board, picture, legal = jax.lax.while_loop(needs_redraw, redraw, start)
         return self._state(board.reshape(n, n), picture.reshape(n, n), **initial_fields(legal, ~jnp.any(legal)))
 
-    def step(self, state: ShisenShoState, action: Array | int, key: PRNGKey) -> ShisenShoState:
+    def _step(self, state: ShisenShoState, action: Array, key: PRNGKey) -> tuple[ShisenShoState, Array]:
         del key  # the game is deterministic
-        action = check_action(action)
         r1, c1, r2, c2 = action_to_pair(action, self.size)
-        on_board = r1 >= 0
-        r1, c1, r2, c2 = (jnp.maximum(v, 0) for v in (r1, c1, r2, c2))
-        matched = on_board & pair_connectable(state.board, r1, c1, r2, c2)
+        matched = pair_connectable(state.board, r1, c1, r2, c2)
         rows, cols = jnp.arange(self.size)[:, None], jnp.arange(self.size)[None, :]
         removed = matched & (((rows == r1) & (cols == c1)) | ((rows == r2) & (cols == c2)))
         board = jnp.where(removed, 0, state.board)
         legal, stuck = legal_action_mask(board)
         new = state.replace(
             board=board,
-            reward=jnp.where(matched, 1.0, -1.0).astype(jnp.float32),
+            reward=jnp.float32(1.0),
             terminated=stuck,
             legal_action_mask=legal,
-            step_count=state.step_count + 1,
-            score=state.score + matched.astype(jnp.int32),
-            last_action_legal=matched,
+            score=state.score + 1,
         )
         if isinstance(new, ShisenShoImageState):
             new = new.replace(picture=jnp.where(removed, 0, new.picture))
-        return new
+        return new, matched
 
     # ---- boards from outside -------------------------------------------------------------
 
     def _check_board(self, board: Any) -> None:
-        if isinstance(board, jax.core.Tracer):
-            return
-        arr = np.asarray(board)
-        if arr.shape != (self.size, self.size):
-            raise ValueError(f"board must have shape ({self.size}, {self.size}), got {arr.shape}")
-        if arr.size and not (np.issubdtype(arr.dtype, np.integer) or (arr == np.round(arr)).all()):
-            raise ValueError(f"board must hold integer kinds, got dtype {arr.dtype}")
-        if arr.min() < 0 or arr.max() > self.num_kinds:
-            raise ValueError(
-                f"board values must be 0 (empty) or kinds 1..{self.num_kinds}, got min {arr.min()} max {arr.max()}"
-            )
+        check_board(
+            board, (self.size, self.size), 0, self.num_kinds, what="kinds", detail=" (0 is an empty cell)"
+        )
 
     def _from_arrays(self, board: Array, picture: Array) -> ShisenShoState:
         legal, stuck = legal_action_mask(board)
@@ -533,10 +526,8 @@ class ShisenSho(Env):
 
     # ---- text ---------------------------------------------------------------------------
 
-    def describe(self, state: ShisenShoState) -> str:
+    def _describe(self, state: ShisenShoState) -> str:
         board = np.asarray(state.board)
-        if board.ndim != 2:
-            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
         return "\n".join("|".join(f" {self.kind_names[int(k)]} " for k in row) for row in board)
 
     def _tile_words(self) -> str:
@@ -563,16 +554,16 @@ class ShisenSho(Env):
             "run around the outside of the board, just beyond its edges. A move that does not "
             "remove two tiles costs a point and changes nothing.\n"
             "Goal: remove as many pairs as you can.\n\n"
-            "First describe the board inside <perception></perception>: one line per row from "
-            "top to bottom, cells separated by |, each cell written as a space, its tile and a "
-            f"space (for example {self._cell_example()}), or ' - ' for an empty cell.\n"
-            "Then reason about your move inside <think></think>.\n"
-            "Finally give the two cells inside <answer></answer>, for example "
-            "<answer>(0, 1) (2, 1)</answer>."
+            + parsing.response_format(
+                "one line per row from top to bottom, cells separated by |, each cell written as a space, "
+                f"its tile and a space (for example {self._cell_example()}), or ' - ' for an empty cell.",
+                "the two cells",
+                "(0, 1) (2, 1)",
+            )
         )
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
-        answer = parsing.last_tag_content(text, "answer")
+        answer = parsing.answer_block(text)
         if answer is None:
             return UNPARSEABLE
         numbers = parsing.ints(answer, ANSWER_NUMBERS + 1)
@@ -585,14 +576,7 @@ class ShisenSho(Env):
         if not 0 <= action < self.num_actions:
             raise ValueError(f"action={action} is out of range; allowed: 0..{self.num_actions - 1}")
         r1, c1, r2, c2 = (int(v) for v in action_to_pair(action, self.size))
-        return f"<answer>({r1}, {c1}) ({r2}, {c2})</answer>"
-
-    # ---- rendering ----------------------------------------------------------------------
-
-    def _make_renderer(self) -> Any:
-        from renderers.shisensho import ShisenShoRenderer
-
-        return ShisenShoRenderer.for_shapes(self)
+        return parsing.format_answer(f"({r1}, {c1}) ({r2}, {c2})")
 
 
 class ShisenShoImages(ShisenSho):
@@ -621,6 +605,7 @@ class ShisenShoImages(ShisenSho):
 
     name = "shisensho-images"
     version = 0
+    protocol = ShisenSho.protocol.replace(w_perception=1.0)  # the paper's, with perception rewarded
 
     def __init__(
         self,
@@ -679,11 +664,6 @@ class ShisenShoImages(ShisenSho):
             f"Each tile is a picture of one of these classes: {names}. Two tiles are the same "
             "kind when they show the same class, even if the pictures differ."
         )
-
-    def _make_renderer(self) -> Any:
-        from renderers.shisensho import ShisenShoRenderer
-
-        return ShisenShoRenderer.for_images(self)
 
 
 def _occurrence_index(flat: Array) -> Array:

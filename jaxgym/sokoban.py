@@ -34,11 +34,12 @@ from jaxgym.core import (
     Env,
     PRNGKey,
     State,
-    check_action,
+    check_board,
     check_int_param,
     initial_fields,
     resolve_image_size,
 )
+from jaxgym.protocol import GameProtocol
 
 # Cell codes of ``SokobanState.board``, one per character of the XSB / Boxoban text format.
 FLOOR, WALL, TARGET, BOX, BOX_ON_TARGET, PLAYER, PLAYER_ON_TARGET = range(7)
@@ -414,7 +415,7 @@ class Sokoban(Env):
           ``terminated``, ``truncated``, ``last_action_legal`` bool ``()``;
           ``legal_action_mask`` bool ``(4,)``; ``step_count`` int32 ``()`` (actions taken,
           legal or not); ``score`` int32 ``()``: boxes on targets now (the status line's
-          ``Boxes: 2/4``).
+          ``On target: 2``).
         - **action**: int 0 up, 1 right, 2 down, 3 left (Jumanji's and gym-sokoban's order).
           A move is legal when the player walks onto a free cell or pushes a box onto one.
         - **reward**: float32, ``+1`` per box pushed onto a target (``-1`` per box pushed
@@ -435,7 +436,7 @@ class Sokoban(Env):
           not solved by its first move. ``step`` ignores its key (the game is deterministic).
         - **render**: ``(H, W, 3)`` uint8, default 448x448: brick walls, floor, targets as
           outlined diamonds, brown boxes (green on a target), the player as a blue disc,
-          and a status line ``Boxes: 1/4  Moves: 12/120`` (``renderers/sokoban.py``).
+          and a status line ``On target: 1  Moves: 12`` (``renderers/sokoban.py``).
         - **perception text**: one line per row, top to bottom, one XSB character per cell
           (``#`` wall, ``-`` floor, ``.`` target, ``$`` box, ``*`` box on target, ``@``
           player, ``+`` player on target), no separators.
@@ -446,6 +447,18 @@ class Sokoban(Env):
 
     name = "sokoban"
     version = 0
+    invalid_action_reward = float(np.float32(STEP_COST))  # the float32 reward a no-op gets, exactly
+    # Fresh levels (they are drawn per reset); the documented dense reward as the game
+    # component (its sign would score every plain walk -1); evaluation sums the raw reward.
+    protocol = GameProtocol(
+        sample_depth=0,
+        sample_policy="legal",
+        eval_warmup=0,
+        w_format=1.0,
+        w_perception=1.0,
+        shaping="raw",
+        eval_score="raw",
+    )
 
     def __init__(
         self,
@@ -461,6 +474,7 @@ class Sokoban(Env):
             reverse_steps = int(1.7 * 2 * self.size)
         self.reverse_steps = check_int_param("reverse_steps", reverse_steps, 2, 1000)
         self.max_steps = check_int_param("max_steps", max_steps, 1, 10**6)
+        self.step_limit = self.max_steps
         self.image_size = resolve_image_size(image_size)
         self.num_actions = 4
 
@@ -470,21 +484,17 @@ class Sokoban(Env):
     def reset(self, key: PRNGKey) -> SokobanState:
         return self._state(generate_level(key, self.size, self.boxes, self.reverse_steps))
 
-    def step(self, state: SokobanState, action: Array | int, key: PRNGKey) -> SokobanState:
+    def _step(self, state: SokobanState, action: Array, key: PRNGKey) -> tuple[SokobanState, Array]:
         del key  # deterministic: the key is part of the API only
-        action = check_action(action)
         board, legal = move(state.board, action)
-        step_count = state.step_count + 1
-        return state.replace(
+        moved = state.replace(
             board=board,
             reward=step_reward(state.board, board),
             terminated=is_solved(board),
-            truncated=step_count >= self.max_steps,
             legal_action_mask=legal_moves(board),
-            step_count=step_count,
             score=boxes_on_targets(board),
-            last_action_legal=legal,
         )
+        return moved, legal
 
     def from_board(self, board: Any) -> SokobanState:
         """A state for a level: a ``(size, size)`` array of cell codes, or XSB / Boxoban
@@ -497,14 +507,8 @@ class Sokoban(Env):
                 raise ValueError(f"level of {parsed.shape[0]}x{parsed.shape[1]} cells does not fit size={self.size}")
             board = np.full((self.size, self.size), WALL, np.int32)
             board[: parsed.shape[0], : parsed.shape[1]] = parsed
-        if not isinstance(board, jax.core.Tracer):
-            arr = np.asarray(board)
-            if arr.shape != (self.size, self.size):
-                raise ValueError(f"board must have shape ({self.size}, {self.size}), got {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"board must hold integer cell codes, got dtype {arr.dtype}")
-            if arr.min() < 0 or arr.max() > PLAYER_ON_TARGET:
-                raise ValueError(f"board cell codes must be in 0..6, got min {arr.min()} max {arr.max()}")
+        arr = check_board(board, (self.size, self.size), FLOOR, PLAYER_ON_TARGET, what="cell codes")
+        if arr is not None:
             players = int(np.sum(arr >= PLAYER))
             if players != 1:
                 raise ValueError(f"board must have exactly one player (code 5 or 6), got {players}")
@@ -517,10 +521,8 @@ class Sokoban(Env):
                 )
         return self._state(jnp.asarray(board).astype(jnp.int32))
 
-    def describe(self, state: SokobanState) -> str:
+    def _describe(self, state: SokobanState) -> str:
         board = np.asarray(state.board)
-        if board.ndim != 2:
-            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
         return "\n".join("".join(CELL_CHARS[int(c)] for c in row) for row in board)
 
     def prompt(self) -> str:
@@ -535,18 +537,18 @@ class Sokoban(Env):
             "you (the move is wasted).\n"
             "Goal: push every box onto a target. Each box you put on a target scores a point, "
             "solving the level scores 10, and every move costs 0.1.\n\n"
-            "First describe the board inside <perception></perception>: one line per row from "
-            "top to bottom, one character per cell with no separators: # wall, - floor, "
-            ". target, $ box, * box on a target, @ you, + you on a target.\n"
-            "Then reason about your move inside <think></think>.\n"
-            "Finally give your move, one of up, right, down, left, inside <answer></answer>, "
-            "for example <answer>left</answer>."
+            + parsing.response_format(
+                "one line per row from top to bottom, one character per cell with no separators: "
+                "# wall, - floor, . target, $ box, * box on a target, @ you, + you on a target.",
+                "your move, one of up, right, down, left,",
+                "left",
+            )
         )
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
         """The first direction word (up, right, down, left, any case) or integer of the last
         ``<answer>`` block; integers outside 0..3 are illegal moves."""
-        answer = parsing.last_tag_content(text, "answer")
+        answer = parsing.answer_block(text)
         if answer is None:
             return UNPARSEABLE
         match = _DIRECTION_OR_INT.search(parsing.normalize(answer).lower())
@@ -559,9 +561,4 @@ class Sokoban(Env):
 
     def format_answer(self, action: int) -> str:
         action = int(action)
-        return f"<answer>{ACTION_NAMES[action] if 0 <= action < 4 else action}</answer>"
-
-    def _make_renderer(self) -> Any:
-        from renderers.sokoban import SokobanRenderer
-
-        return SokobanRenderer(self.size, self.boxes, self.image_size, self.max_steps)
+        return parsing.format_answer(ACTION_NAMES[action] if 0 <= action < 4 else str(action))

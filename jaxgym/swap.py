@@ -33,15 +33,16 @@ from jaxgym.core import (
     Env,
     PRNGKey,
     State,
-    check_action,
+    check_board,
     check_int_param,
     initial_fields,
     resolve_image_size,
 )
 from jaxgym.grid import slide_left
-from jaxgym.palette import COLOR_NAMES
+from jaxgym.palette import COLOR_NAMES, SHAPES
+from jaxgym.protocol import GameProtocol, random_cell_pairs
 
-MAX_SHAPES = 6  # len(renderers.draw.SHAPES)
+MAX_SHAPES = len(SHAPES)
 
 REDRAWS = 10
 """The paper's generator redraws a cell at most this many times while it completes a run."""
@@ -410,7 +411,7 @@ class Swap(Env):
         size: board side, 4..12 (default 8, the paper's).
         colors: 1..16, the first colours of ``jaxgym.palette`` (default 4: Red, Green, Blue,
             Yellow, the paper's).
-        shapes: 1..6, the first shapes of ``renderers.draw.SHAPES`` (default 3: circle,
+        shapes: 1..6, the first shapes of ``jaxgym.palette.SHAPES`` (default 3: circle,
             square, triangle, the paper's). ``colors * shapes`` must be at least 4; with few
             kinds cascades and reshuffles get long (still capped).
         max_moves: 1..10**9, steps until ``truncated`` (default 100, the paper's evaluation
@@ -420,7 +421,7 @@ class Swap(Env):
     Spec sheet:
         - **state** (``SwapState``): ``board`` int32 ``(size, size)`` of kinds (kind ``k`` is
           colour ``jaxgym.palette.COLOR_NAMES[k // shapes]``, shape
-          ``renderers.draw.SHAPES[k % shapes]`` (``env.kind_name(k)``); the default
+          ``jaxgym.palette.SHAPES[k % shapes]`` (``env.kind_name(k)``); the default
           kinds are 0 Red circle, 1 Red square, 2 Red triangle, 3 Green circle, ...,
           11 Yellow triangle); ``reward`` float32 ``()``; ``terminated`` (always False),
           ``truncated`` and ``last_action_legal`` bool ``()``; ``legal_action_mask`` bool
@@ -465,6 +466,12 @@ class Swap(Env):
 
     name = "swap"
     version = 0
+    invalid_action_reward = -1.0
+    # The paper's: fresh boards, successful swaps counted in evaluation.
+    protocol = GameProtocol(
+        sample_depth=0, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=1.0,
+        shaping="sign", eval_score="success", random_answer=random_cell_pairs,
+    )
 
     def __init__(
         self,
@@ -474,8 +481,6 @@ class Swap(Env):
         max_moves: int = 100,
         image_size: int | tuple[int, int] = 448,
     ):
-        from renderers.draw import SHAPES  # the shape catalogue shared with the renderers (NumPy only)
-
         self.size = check_int_param("size", size, 4, 12)
         self.colors = check_int_param("colors", colors, 1, len(COLOR_NAMES))
         self.shapes = check_int_param("shapes", shapes, 1, MAX_SHAPES)
@@ -488,6 +493,7 @@ class Swap(Env):
                 f"allowed: at least 4 kinds (e.g. colors=2, shapes=2)"
             )
         self.max_moves = check_int_param("max_moves", max_moves, 1, 10**9)
+        self.step_limit = self.max_moves
         self.image_size = resolve_image_size(image_size)
         self.num_actions = num_swaps(self.size)
 
@@ -514,47 +520,35 @@ class Swap(Env):
         board, _, _, _ = settle(board, settle_key, self.kinds)
         return _state_from_board(board)
 
-    def step(self, state: SwapState, action: Array | int, key: PRNGKey) -> SwapState:
-        action = check_action(action)
+    def _step(self, state: SwapState, action: Array, key: PRNGKey) -> tuple[SwapState, Array]:
         swapped = apply_swap(state.board, action)
-        valid = (action >= 0) & (action < self.num_actions) & has_run(swapped)
+        valid = has_run(swapped)
         # An invalid move settles the unchanged, already settled board: no wave, no shuffle.
         settled, gained, _, _ = settle(jnp.where(valid, swapped, state.board), key, self.kinds)
-        board = jnp.where(valid, settled, state.board)
-        gained = jnp.where(valid, gained, 0)
-        step_count = state.step_count + 1
-        return state.replace(
-            board=board,
-            reward=jnp.where(valid, gained.astype(jnp.float32), jnp.float32(-1.0)),
+        next_state = state.replace(
+            board=settled,
+            reward=gained.astype(jnp.float32),
             terminated=jnp.bool_(False),
-            truncated=step_count >= self.max_moves,
-            legal_action_mask=swap_creates_run(board),
-            step_count=step_count,
+            legal_action_mask=swap_creates_run(settled),
             score=_saturating_add(state.score, gained),
-            last_action_legal=valid,
         )
+        return next_state, valid
 
     def from_board(self, board: Any) -> SwapState:
         """A state for a board of kinds (score 0, no moves yet). The board must be what the
         game can show: full, kinds in range, no run, at least one valid swap."""
-        if not isinstance(board, jax.core.Tracer):
-            arr = np.asarray(board)
-            if arr.shape != (self.size, self.size):
-                raise ValueError(f"board must have shape ({self.size}, {self.size}), got {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"board must hold integer tile kinds, got dtype {arr.dtype}")
-            if arr.min() < 0 or arr.max() >= self.kinds:
-                raise ValueError(
-                    f"board kinds must be in 0..{self.kinds - 1} ({self.colors} colours x "
-                    f"{self.shapes} shapes), got min {arr.min()} max {arr.max()}"
-                )
-            state = _state_from_board(jnp.asarray(arr, jnp.int32))  # jitted: eager ops compile one by one
-            if bool(has_run(state.board)):
-                raise ValueError("board has a run of 3 or more; a Swap board never rests with a run")
-            if not bool(jnp.any(state.legal_action_mask)):
-                raise ValueError("board has no valid swap; a Swap board always has one (the game reshuffles)")
-            return state
-        return _state_from_board(jnp.asarray(board).astype(jnp.int32))
+        arr = check_board(
+            board, (self.size, self.size), 0, self.kinds - 1, what="kinds",
+            detail=f" ({self.colors} colours x {self.shapes} shapes)", whole_floats=False,
+        )
+        if arr is None:  # traced: no checks
+            return _state_from_board(jnp.asarray(board).astype(jnp.int32))
+        state = _state_from_board(jnp.asarray(arr, jnp.int32))  # jitted: eager ops compile one by one
+        if bool(has_run(state.board)):
+            raise ValueError("board has a run of 3 or more; a Swap board never rests with a run")
+        if not bool(jnp.any(state.legal_action_mask)):
+            raise ValueError("board has no valid swap; a Swap board always has one (the game reshuffles)")
+        return state
 
     # --- text ----------------------------------------------------------------------------
 
@@ -565,10 +559,8 @@ class Swap(Env):
             raise ValueError(f"kind={kind} is out of range; allowed: 0..{self.kinds - 1}")
         return f"{self.color_names[kind // self.shapes]} {self.shape_names[kind % self.shapes]}"
 
-    def describe(self, state: SwapState) -> str:
+    def _describe(self, state: SwapState) -> str:
         board = np.asarray(state.board)
-        if board.ndim != 2:
-            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
         names = [self.kind_name(k) for k in range(self.kinds)]
         return "\n".join(" | ".join(names[int(k)] for k in row) for row in board)
 
@@ -588,18 +580,18 @@ class Swap(Env):
             "move is wasted. Lines of identical tiles disappear and score points, the tiles "
             "above fall down, and new tiles drop in from the top, which can make more lines.\n"
             "Goal: make a move that counts.\n\n"
-            "First describe the board inside <perception></perception>: one line per row from "
-            "top to bottom, the cells of a row separated by ' | ', each cell written as its "
-            "colour and shape, for example 'Red circle | Blue square | ...'.\n"
-            "Then reason about your move inside <think></think>.\n"
-            "Finally give the two cells to swap inside <answer></answer>, for example "
-            "<answer>(0, 1) (0, 2)</answer>."
+            + parsing.response_format(
+                "one line per row from top to bottom, the cells of a row separated by ' | ', each cell "
+                "written as its colour and shape, for example 'Red circle | Blue square | ...'.",
+                "the two cells to swap",
+                "(0, 1) (0, 2)",
+            )
         )
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
         """The swap named in the last ``<answer>`` block: the first two ``(row, col)`` pairs,
         or exactly four integers; off-board or non-adjacent cells give ``INVALID_ACTION``."""
-        answer = parsing.last_tag_content(text, "answer")
+        answer = parsing.answer_block(text)
         if answer is None:
             return UNPARSEABLE
         answer = parsing.normalize(answer)
@@ -618,15 +610,10 @@ class Swap(Env):
     def format_answer(self, action: int) -> str:
         action = int(action)
         if action == INVALID_ACTION:
-            return "<answer>(-1, -1) (-1, -1)</answer>"
+            return parsing.format_answer("(-1, -1) (-1, -1)")
         if not 0 <= action < self.num_actions:
             raise ValueError(
                 f"action={action} is out of range; allowed: 0..{self.num_actions - 1} or INVALID_ACTION (-1)"
             )
         r1, c1, r2, c2 = (int(v) for v in action_to_pair(action, self.size))
-        return f"<answer>({r1}, {c1}) ({r2}, {c2})</answer>"
-
-    def _make_renderer(self) -> Any:
-        from renderers.swap import SwapRenderer
-
-        return SwapRenderer(self.size, self.colors, self.shapes, self.image_size, self.max_moves)
+        return parsing.format_answer(f"({r1}, {c1}) ({r2}, {c2})")

@@ -37,11 +37,12 @@ from jaxgym.core import (
     Env,
     PRNGKey,
     State,
-    check_action,
+    check_board,
     check_int_param,
     initial_fields,
     resolve_image_size,
 )
+from jaxgym.protocol import GameProtocol
 
 PIECE_NAMES = ("I", "O", "T", "S", "Z", "J", "L")
 _PIECE_ROWS = (
@@ -220,11 +221,25 @@ class Tetris(Env):
 
     name = "tetris"
     version = 0
+    invalid_action_reward = ILLEGAL_PENALTY
+    # Wells after a few random legal placements (a fresh well is empty); the game component is
+    # +1 for a legal placement, -1 otherwise (line clears are too rare for sign shaping: it
+    # would score almost every good placement -1); evaluation sums the raw reward (points).
+    protocol = GameProtocol(
+        sample_depth=8,
+        sample_policy="legal",
+        eval_warmup=0,
+        w_format=1.0,
+        w_perception=1.0,
+        shaping="legal",
+        eval_score="raw",
+    )
 
     def __init__(self, rows: int = 20, cols: int = 10, max_steps: int = 400, image_size: int | tuple[int, int] = 448):
         self.rows = check_int_param("rows", rows, 4, 40)
         self.cols = check_int_param("cols", cols, 4, 20)
         self.max_steps = check_int_param("max_steps", max_steps, 1, 10**6)
+        self.step_limit = self.max_steps
         self.image_size = resolve_image_size(image_size)
         self.num_actions = 4 * self.cols
 
@@ -234,53 +249,38 @@ class Tetris(Env):
     def reset(self, key: PRNGKey) -> TetrisState:
         return self._state(jnp.zeros((self.rows, self.cols), jnp.int32), draw_piece(key))
 
-    def step(self, state: TetrisState, action: Array | int, key: PRNGKey) -> TetrisState:
-        action = check_action(action)
-        in_range = (action >= 0) & (action < self.num_actions)
-        flat = jnp.clip(action, 0, self.num_actions - 1)
-        legal = in_range & state.legal_action_mask[flat]
-        placed, cleared, _ = place(state.board, state.piece, flat // self.cols, flat % self.cols)
-        board = jnp.where(legal, placed, state.board)
-        piece = jnp.where(legal, draw_piece(key), state.piece)
+    def _step(self, state: TetrisState, action: Array, key: PRNGKey) -> tuple[TetrisState, Array]:
+        legal = state.legal_action_mask[action]
+        board, cleared, _ = place(state.board, state.piece, action // self.cols, action % self.cols)
+        piece = draw_piece(key)
         mask = legal_placements(board, piece).reshape(-1)
-        points = jnp.where(legal, jnp.asarray(LINE_SCORES, jnp.int32)[cleared], 0)
-        step_count = state.step_count + 1
+        points = jnp.asarray(LINE_SCORES, jnp.int32)[cleared]
         limit = jnp.iinfo(jnp.int32).max
-        return state.replace(
+        placed = state.replace(
             board=board,
             piece=piece,
-            lines=state.lines + jnp.where(legal, cleared, 0),
-            reward=jnp.where(legal, points.astype(jnp.float32), jnp.float32(ILLEGAL_PENALTY)),
+            lines=state.lines + cleared,
+            reward=points.astype(jnp.float32),
             terminated=~jnp.any(mask),
-            truncated=step_count >= self.max_steps,
             legal_action_mask=mask,
-            step_count=step_count,
             score=jnp.where(points > limit - state.score, limit, state.score + points).astype(jnp.int32),
-            last_action_legal=legal,
         )
+        return placed, legal
 
     def from_board(self, board: Any, piece: int = 0) -> TetrisState:
         """A state for a well (``(rows, cols)`` ints, 0 empty, 1..7 filled by that kind) and
         the piece kind to place (0..6, default 0 = I), score 0. A well may hold full rows
         only if the game could show it: none."""
-        if not isinstance(board, jax.core.Tracer):
-            arr = np.asarray(board)
-            if arr.shape != (self.rows, self.cols):
-                raise ValueError(f"board must have shape ({self.rows}, {self.cols}), got {arr.shape}")
-            if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"board must hold integer cells, got dtype {arr.dtype}")
-            if arr.min() < 0 or arr.max() > len(PIECE_NAMES):
-                raise ValueError(f"board cells must be in 0..7, got min {arr.min()} max {arr.max()}")
+        arr = check_board(board, (self.rows, self.cols), 0, len(PIECE_NAMES), what="cells")
+        if arr is not None:
             if (arr != 0).all(axis=1).any():
                 raise ValueError(f"board has full rows {np.flatnonzero((arr != 0).all(axis=1)).tolist()}; they clear")
         if isinstance(piece, (bool, np.bool_)) or not isinstance(piece, (int, np.integer)) or not 0 <= piece < 7:
             raise ValueError(f"piece={piece!r} is out of range; allowed: 0..6 ({' '.join(PIECE_NAMES)})")
         return self._state(jnp.asarray(board).astype(jnp.int32), jnp.int32(piece))
 
-    def describe(self, state: TetrisState) -> str:
+    def _describe(self, state: TetrisState) -> str:
         board = np.asarray(state.board)
-        if board.ndim != 2:
-            raise ValueError(f"describe takes one state, got a board batch of shape {board.shape}; index it first")
         return "\n".join("".join("#" if v else "." for v in row) for row in board)
 
     def prompt(self) -> str:
@@ -296,15 +296,16 @@ class Tetris(Env):
             "one piece scores 40, 100, 300 or 1200 points. The game ends when the next piece "
             "cannot get into the well.\n"
             "Goal: score as many points as you can.\n\n"
-            "First describe the well inside <perception></perception>: one line per row from top "
-            "to bottom, one character per cell with no separators: # filled, . empty.\n"
-            "Then reason about your move inside <think></think>.\n"
-            "Finally give the rotation and the column inside <answer></answer>, for example "
-            "<answer>1 4</answer>."
+            + parsing.response_format(
+                "one line per row from top to bottom, one character per cell with no separators: # filled, . empty.",
+                "the rotation and the column",
+                "1 4",
+                subject="the well",
+            )
         )
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
-        answer = parsing.last_tag_content(text, "answer")
+        answer = parsing.answer_block(text)
         if answer is None:
             return UNPARSEABLE
         numbers = parsing.ints(answer, 2)
@@ -318,10 +319,5 @@ class Tetris(Env):
     def format_answer(self, action: int) -> str:
         action = int(action)
         if not 0 <= action < self.num_actions:
-            return "<answer>-1 -1</answer>"
-        return f"<answer>{action // self.cols} {action % self.cols}</answer>"
-
-    def _make_renderer(self) -> Any:
-        from renderers.tetris import TetrisRenderer
-
-        return TetrisRenderer(self.rows, self.cols, self.image_size)
+            return parsing.format_answer("-1 -1")
+        return parsing.format_answer(f"{action // self.cols} {action % self.cols}")

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym.core import computed_apart
+from jaxgym._xla import computed_apart
 
 SEGMENT_WIDTHS = (32, 16, 8, 4, 2, 1)
 
@@ -154,3 +154,126 @@ def align_down(value: int, multiple: int) -> int:
 
 def lcm(*values: int) -> int:
     return math.lcm(*values)
+
+
+def status_height(image_height: int) -> int:
+    """Height of the status line band at the top of every game's picture."""
+    return max(14, image_height // 10)
+
+
+@dataclass(frozen=True)
+class BoardLayout:
+    """Whole-pixel geometry of a grid of ``rows x cols`` square cells under a status line.
+
+    Attributes:
+        status: height of the status band at the top (``status_height``).
+        pitch: cell side in pixels, a multiple of ``unit``.
+        unit: the alignment (16, 8 or 1 pixels) that lets the compositor copy wide segments.
+        top, left: the grid's top-left pixel.
+    """
+
+    rows: int
+    cols: int
+    status: int
+    pitch: int
+    unit: int
+    top: int
+    left: int
+
+    def cell_origins(self) -> list[tuple[int, int]]:
+        """Top-left corners of the cells, row-major."""
+        return grid_origins(self.top, self.left, self.rows, self.cols, self.pitch, self.pitch)
+
+
+def board_layout(
+    rows: int,
+    cols: int,
+    image_size: tuple[int, int],
+    *,
+    margin: int,
+    units: Sequence[tuple[int, int]] = ((32, 16), (16, 8)),
+    min_pitch: int = 10,
+    bottom_margin: bool = True,
+    align_narrow_left: bool = False,
+    board_name: str = "",
+) -> BoardLayout:
+    """The layout every board game shares: a status band on top (``status_height``), the
+    grid centred below it with ``margin`` pixels to the image's sides (and to its bottom if
+    ``bottom_margin``), its cell pitch the largest that fits, rounded down to the first
+    ``unit`` of ``units`` (``(min_pitch_for_unit, unit)`` pairs) it reaches, else 1, and its
+    left edge aligned down to that unit (when the centred edge is narrower than one unit,
+    to 0 if ``align_narrow_left``, else kept). Raises ValueError naming the image size when
+    cells would be smaller than ``min_pitch``.
+
+    >>> board_layout(4, 4, (448, 448), margin=4)
+    BoardLayout(rows=4, cols=4, status=44, pitch=96, unit=16, top=54, left=32)
+    """
+    H, W = image_size
+    status = status_height(H)
+    avail_h = H - status - (2 if bottom_margin else 1) * margin
+    pitch = min((W - 2 * margin) // cols, avail_h // rows)
+    unit = next((u for threshold, u in units if pitch >= threshold), 1)
+    aligned = align_down(pitch, unit)
+    if aligned < min_pitch:
+        raise ValueError(
+            f"image_size {image_size} is too small for a {rows}x{cols} {board_name + ' ' if board_name else ''}board: "
+            f"cells would be {pitch} pixels, at least {min_pitch} are needed"
+        )
+    left = (W - cols * aligned) // 2
+    if left >= unit or align_narrow_left:
+        left = align_down(left, unit)
+    top = status + (H - status - rows * aligned) // 2
+    return BoardLayout(rows, cols, status, aligned, unit, top, left)
+
+
+def _round_up(value: int, unit: int) -> int:
+    return -(-value // unit) * unit
+
+
+def add_status_counters(
+    canvas: Canvas,
+    counters: Sequence[tuple[str, int]],
+    label_sets: Sequence[Sequence[str]],
+    *,
+    left: int,
+    unit: int,
+    ink: tuple[int, int, int],
+    paper: tuple[int, int, int],
+) -> None:
+    """Lay out a status line of labelled counters (``"Score: 12  Tiles left: 24"``) in the
+    status band of ``canvas`` (``status_height`` of its background): labels are drawn into
+    the background, each counter's digits become a slot group named after it with
+    ``slots`` monospace digit slots (fill them with ``text.number_glyph_ids``).
+
+    ``counters`` are ``(group name, slots)``; ``label_sets`` are the counters' labels from
+    the roomiest to the shortest. The line starts at ``left`` (at least 2 pixels in); digit
+    slots are as wide as the widest digit, rounded up to 16 or 8 pixels when ``unit``
+    allows and that wastes little, so the compositor copies wide segments. The first
+    layout that fits the width wins: the first label set with two blank digits between
+    counters, then with one, then the shortest labels with one. Raises ValueError when none
+    fits."""
+    from renderers import text  # text draws with renderers.draw; compose stays free of fonts otherwise
+
+    background = canvas.background
+    H, W = background.shape[:2]
+    status = status_height(H)
+    text_height = max(7, int(status * 0.5))
+    text_top = (status - text_height) // 2 + max(1, status // 16)
+    digit = max(text.text_width(d, text_height) for d in "0123456789")
+    units = [u for u in (16, 8) if u <= unit] + [1]
+    glyph_w = next(_round_up(digit, u) for u in units if _round_up(digit, u) - digit <= max(2, digit // 4))
+    attempts = [(label_sets[0], 2), (label_sets[0], 1), (label_sets[-1], 1)]
+    for labels, spacing in attempts:
+        placed, x = [], max(left, 2)
+        for (name, slots), label in zip(counters, labels, strict=True):
+            digits_x = _round_up(x + text.text_width(label, text_height), glyph_w)
+            placed.append((label, x, name, slots, digits_x))
+            x = digits_x + (slots + spacing) * glyph_w
+        if x - spacing * glyph_w <= W:
+            break
+    else:
+        raise ValueError(f"image_size {(H, W)} is too narrow for the status line")
+    digit_tiles = text.number_tiles(status, glyph_w, ink, paper, text_height=text_height, text_top=text_top)
+    for label, label_x, name, slots, digits_x in placed:
+        text.draw_text(background, label, text_height, ink, top_left=(text_top, label_x))
+        canvas.add_slots(name, [(0, digits_x + k * glyph_w) for k in range(slots)], digit_tiles)

@@ -4,8 +4,8 @@ These run once per renderer, in NumPy, never per frame. Shapes are sampled on a 
 ``SUPERSAMPLE x SUPERSAMPLE`` grid inside every pixel; coverage is the count of samples
 inside, so the pixels are the same on every machine.
 
-The shape catalogue of the tile games lives here once (``SHAPES``, ``draw_shape``): the
-Shisen-Sho and Swap renderers both draw from it.
+The shapes of the tile games are drawn here once (``draw_shape``, by the names of the
+catalogue ``jaxgym.palette.SHAPES``): the Shisen-Sho and Swap renderers both draw from it.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from jaxgym.palette import SHAPES
+
 SUPERSAMPLE = 4
 InsideFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star")
-"""Shape names in palette order. The "star" is drawn as an X of two thick diagonals."""
 
 OUTLINED_SHAPES = frozenset({"circle", "square", "triangle", "diamond"})
 

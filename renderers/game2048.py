@@ -11,8 +11,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxgym.registry import register_renderer
 from renderers import draw, text
-from renderers.compose import Canvas
+from renderers.compose import Canvas, board_layout
 
 BACKGROUND = (250, 248, 238)
 BOARD = (186, 172, 160)
@@ -61,17 +62,10 @@ class Game2048Renderer:
 
     def __init__(self, size: int, image_size: tuple[int, int], max_exponent: int):
         H, W = image_size
-        status = max(14, H // 10)
         margin = max(2, min(H, W) // 32)
-        avail = min(W - 2 * margin, H - status - 2 * margin)
-        pitch = avail // size
-        unit = 16 if pitch >= 64 else 8 if pitch >= 24 else 1
-        pitch = _aligned(pitch, unit)
-        if pitch < 8:
-            raise ValueError(f"image_size {image_size} is too small for a {size}x{size} board")
+        layout = board_layout(size, size, image_size, margin=margin, units=((64, 16), (24, 8)), min_pitch=8)
+        status, pitch, top, left = layout.status, layout.pitch, layout.top, layout.left
         gap = max(2, pitch // 10) // 2 * 2
-        left = _aligned((W - size * pitch) // 2, unit) if (W - size * pitch) // 2 >= unit else (W - size * pitch) // 2
-        top = status + (H - status - size * pitch) // 2
         self.gap, self.pitch, self.board_origin = gap, pitch, (top, left)
 
         background = np.empty((H, W, 3), np.uint8)
@@ -103,3 +97,6 @@ class Game2048Renderer:
         return self.compositor(
             {"cell": state.board.reshape(-1), "score": text.number_glyph_ids(state.score, self.score_slots)}
         )
+
+
+register_renderer("2048", lambda env: Game2048Renderer(env.size, env.image_size, env.max_exponent))

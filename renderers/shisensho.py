@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgym.palette import COLOR_RGB
+from jaxgym.registry import register_renderer
 from renderers import draw, text
-from renderers.compose import Canvas
+from renderers.compose import Canvas, add_status_counters, board_layout
 
 BACKGROUND = (255, 255, 255)
 CELL = (255, 255, 255)
@@ -27,10 +28,6 @@ SHAPE_PADDING = 0.16
 """Padding around a shape, as a fraction of the cell's inner side."""
 
 
-def _round_up(value: int, unit: int) -> int:
-    return -(-value // unit) * unit
-
-
 class Layout:
     """Whole-pixel geometry of a ``size x size`` board in an ``(H, W)`` image.
 
@@ -39,22 +36,9 @@ class Layout:
 
     def __init__(self, size: int, image_size: tuple[int, int]):
         H, W = image_size
-        self.status = max(14, H // 10)
-        margin = max(2, min(H, W) // 112)
-        avail = min(W - 2 * margin, H - self.status - 2 * margin)
-        pitch = avail // size
-        unit = 16 if pitch >= 32 else 8 if pitch >= 16 else 1
-        self.pitch = (pitch // unit) * unit
-        if self.pitch < 10:
-            raise ValueError(
-                f"image_size {image_size} is too small for a {size}x{size} board "
-                f"(cells would be {pitch} pixels; need at least 10)"
-            )
-        self.unit = unit
-        side = size * self.pitch
-        left = (W - side) // 2
-        self.left = (left // unit) * unit if left >= unit else left
-        self.top = self.status + (H - self.status - side) // 2
+        geometry = board_layout(size, size, image_size, margin=max(2, min(H, W) // 112))
+        self.status, self.pitch, self.unit = geometry.status, geometry.pitch, geometry.unit
+        self.top, self.left = geometry.top, geometry.left
         self.gap = max(2, self.pitch // 16) // 2 * 2
         self.inner = self.pitch - self.gap
         self.size = size
@@ -115,33 +99,12 @@ class ShisenShoRenderer:
         g, side = layout.gap // 2, size * layout.pitch
         background[layout.top - g : layout.top + side + g, layout.left - g : layout.left + side + g] = GRID
 
-        status = layout.status
-        text_height = max(7, int(status * 0.5))
-        text_top = (status - text_height) // 2 + max(1, status // 16)
-        digit = max(text.text_width(d, text_height) for d in "0123456789")
-        # Digit slots as wide as the compositor's segment width allows without much waste.
-        units = [u for u in (16, 8) if u <= layout.unit] + [1]
-        glyph_w = next(_round_up(digit, u) for u in units if _round_up(digit, u) - digit <= max(2, digit // 4))
         counters = (("score", len(str(size * size // 2))), ("tiles", len(str(size * size))))
-        # The roomiest status line that fits: full labels, two blank digits between them.
-        full, short = ("Score: ", "Tiles left: "), ("Score ", "Tiles ")
-        for labels, spacing in ((full, 2), (full, 1), (short, 1)):
-            placed, x = [], max(layout.left, 2)
-            for (name, slots), label in zip(counters, labels, strict=True):
-                digits_x = _round_up(x + text.text_width(label, text_height), glyph_w)
-                placed.append((label, x, name, slots, digits_x))
-                x = digits_x + (slots + spacing) * glyph_w
-            if x - spacing * glyph_w <= W:
-                break
-        else:
-            raise ValueError(f"image_size {image_size} is too narrow for the status line")
-        digit_tiles = text.number_tiles(
-            status, glyph_w, STATUS_TEXT, BACKGROUND, text_height=text_height, text_top=text_top
-        )
         canvas = Canvas(background)
-        for label, label_x, name, slots, digits_x in placed:
-            text.draw_text(background, label, text_height, STATUS_TEXT, top_left=(text_top, label_x))
-            canvas.add_slots(name, [(0, digits_x + k * glyph_w) for k in range(slots)], digit_tiles)
+        add_status_counters(
+            canvas, counters, (("Score: ", "Tiles left: "), ("Score ", "Tiles ")),
+            left=layout.left, unit=layout.unit, ink=STATUS_TEXT, paper=BACKGROUND,
+        )
         self.counters = counters
         canvas.add_slots("cell", layout.cell_origins(), cell_tiles)
         self.compositor = canvas.build()
@@ -168,3 +131,7 @@ class ShisenShoRenderer:
         values = {"score": state.score, "tiles": jnp.sum(state.board != 0, dtype=jnp.int32)}
         ids = {name: text.number_glyph_ids(values[name], slots) for name, slots in self.counters}
         return self.compositor({"cell": self.tile_ids(state), **ids})
+
+
+register_renderer("shisensho", ShisenShoRenderer.for_shapes)
+register_renderer("shisensho-images", ShisenShoRenderer.for_images)

@@ -1,5 +1,5 @@
 """Sokoban boards to RGB images: brick walls, floor, diamond targets, boxes (green on a
-target), the player as a blue disc, and a status line ``Boxes: 1/4  Moves: 12/120``.
+target), the player as a blue disc, and a status line ``On target: 1  Moves: 12``.
 
 The seven cell pictures (one per cell code) and the status glyphs are drawn once into an
 atlas; a frame is one gather (``renderers.compose``).
@@ -13,9 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgym.registry import register_renderer
 from renderers import draw, text
-from renderers.compose import Canvas, align_down
-from renderers.swap import BACKGROUND, SLASH_TILE, STATUS_TEXT, status_glyph_tiles
+from renderers.compose import Canvas, add_status_counters, board_layout
+
+BACKGROUND = (255, 255, 255)
+STATUS_TEXT = (30, 30, 30)
 
 FLOOR_COLOR = (222, 214, 196)
 GRID_LINE = (200, 190, 170)
@@ -106,100 +109,44 @@ def cell_tiles(pitch: int) -> np.ndarray:
     return np.stack([floor, _wall(pitch), target, box, box_on_target, player, player_on_target])
 
 
-def ratio_glyph_ids(numerator: jax.Array, denominator: jax.Array, num_slots: int) -> jax.Array:
-    """Left-aligned glyph ids (``renderers.swap.status_glyph_tiles`` order) of
-    ``"{numerator}/{denominator}"``, both non-negative and traced.
-
-    >>> ratio_glyph_ids(jnp.int32(3), jnp.int32(12), 6).tolist()
-    [3, 12, 1, 2, 11, 11]
-    """
-    head = text.number_glyph_ids(numerator, num_slots)
-    used = jnp.sum(head != text.BLANK_TILE)
-    tail = jnp.concatenate([jnp.full((1,), SLASH_TILE, jnp.int32), text.number_glyph_ids(denominator, num_slots)])
-    slots = jnp.arange(num_slots)
-    return jnp.where(slots < used, head, tail[jnp.clip(slots - used, 0, num_slots)])
-
-
-def draw_two_field_status(
-    background: np.ndarray,
-    status: int,
-    margin: int,
-    label_pairs: tuple[tuple[str, str], ...],
-    left_slots: int,
-    right_slots: int,
-) -> tuple[int, int, int, int, int]:
-    """Draw the labels of a status line ``"{left label}{left field}   {right label}{right
-    field}"`` across the top ``status`` rows of ``background`` (in place), at the largest
-    text size where both fields fit, trying ``label_pairs`` (long labels first). Fields are
-    runs of monospace glyph slots, aligned to 8 pixels where the glyphs are 8 wide or more.
-    Returns ``(glyph_width, text_height, text_top, left_field_x, right_field_x)``."""
-    W = background.shape[1]
-    for left_label, right_label in label_pairs:
-        for text_height in range(int(status * 0.6), 4, -1):
-            digit_w = text.text_width("0", text_height)
-            glyph_w = max(8, 8 * round(digit_w / 8)) if digit_w >= 6 else digit_w
-            step = 8 if glyph_w % 8 == 0 else 1
-            left_x = -(-(margin + text.text_width(left_label, text_height)) // step) * step
-            right_x = align_down(W - margin - right_slots * glyph_w, step)
-            right_label_x = right_x - text.text_width(right_label, text_height)
-            if digit_w <= glyph_w and right_label_x >= left_x + left_slots * glyph_w + glyph_w // 2:
-                text_top = (status - text_height) // 2 + max(1, margin // 2)
-                text.draw_text(background, left_label, text_height, STATUS_TEXT, top_left=(text_top, margin))
-                text.draw_text(background, right_label, text_height, STATUS_TEXT, top_left=(text_top, right_label_x))
-                return glyph_w, text_height, text_top, left_x, right_x
-    raise ValueError(f"image width {W} is too narrow for a status line of {left_slots} + {right_slots} glyphs")
-
-
 class SokobanRenderer:
     """Callable ``state -> (H, W, 3) uint8`` for a ``size x size`` Sokoban board."""
 
-    def __init__(self, size: int, boxes: int, image_size: tuple[int, int], max_steps: int):
+    def __init__(self, size: int, image_size: tuple[int, int], max_steps: int):
         H, W = image_size
-        status = max(14, H // 10)
         margin = max(2, min(H, W) // 128)
-        pitch = min(W - 2 * margin, H - status - margin) // size
-        unit = 8 if pitch >= 16 else 1
-        pitch = align_down(pitch, unit)
-        if pitch < 6:
-            raise ValueError(
-                f"image_size {image_size} is too small for a {size}x{size} Sokoban board: cells would be {pitch} "
-                f"pixels, at least 6 are needed"
-            )
-        board_w = size * pitch
-        left = align_down((W - board_w) // 2, unit)
-        top = status + (H - status - board_w) // 2
-
+        layout = board_layout(
+            size, size, image_size, margin=margin, units=((16, 8),), min_pitch=6, board_name="Sokoban"
+        )
         background = np.empty((H, W, 3), np.uint8)
         background[:] = BACKGROUND
-
-        # "Boxes: 1/4    Moves: 12/120": boxes on target over the board's box count (any
-        # board: up to size*size), moves over the step limit.
-        self.box_slots = 2 * len(str(size * size)) + 1
-        self.moves_digits = len(str(max_steps))
-        self.max_steps = max_steps
-        self.moves_slots = 2 * self.moves_digits + 1
-        glyph_w, text_height, text_top, boxes_x, moves_x = draw_two_field_status(
-            background, status, margin, (("Boxes: ", "Moves: "), ("B ", "M ")), self.box_slots, self.moves_slots
-        )
-        glyphs = status_glyph_tiles(status, glyph_w, text_height, text_top)
-
         canvas = Canvas(background)
-        cell_origins = [(top + r * pitch, left + c * pitch) for r in range(size) for c in range(size)]
-        canvas.add_slots("cell", cell_origins, cell_tiles(pitch))
-        canvas.add_slots("boxes", [(0, boxes_x + k * glyph_w) for k in range(self.box_slots)], glyphs)
-        canvas.add_slots("moves", [(0, moves_x + k * glyph_w) for k in range(self.moves_slots)], glyphs)
+        canvas.add_slots("cell", layout.cell_origins(), cell_tiles(layout.pitch))
+        # "On target: 1  Moves: 17": boxes on targets (any board: up to size*size), moves.
+        self.box_slots = len(str(size * size))
+        self.moves_slots = len(str(max_steps))
+        add_status_counters(
+            canvas,
+            [("boxes", self.box_slots), ("moves", self.moves_slots)],
+            [("On target: ", "Moves: "), ("T ", "M ")],
+            left=margin,
+            unit=layout.unit,
+            ink=STATUS_TEXT,
+            paper=BACKGROUND,
+        )
         self.compositor = canvas.build()
         self.image_shape = self.compositor.image_shape
 
     def __call__(self, state: Any) -> jax.Array:
         board = state.board
-        on_target = jnp.sum(board == 4)
-        total = on_target + jnp.sum(board == 3)
-        shown_moves = jnp.clip(state.step_count, 0, 10**self.moves_digits - 1)
+        shown_moves = jnp.clip(state.step_count, 0, 10**self.moves_slots - 1)
         return self.compositor(
             {
                 "cell": board.reshape(-1),
-                "boxes": ratio_glyph_ids(on_target, total, self.box_slots),
-                "moves": ratio_glyph_ids(shown_moves, jnp.int32(self.max_steps), self.moves_slots),
+                "boxes": text.number_glyph_ids(jnp.sum(board == 4), self.box_slots),
+                "moves": text.number_glyph_ids(shown_moves, self.moves_slots),
             }
         )
+
+
+register_renderer("sokoban", lambda env: SokobanRenderer(env.size, env.image_size, env.max_steps))

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgym.palette import COLOR_RGB
+from jaxgym.registry import register_renderer
 from renderers import draw, text
-from renderers.compose import Canvas, align_down
+from renderers.compose import Canvas, align_down, board_layout
 
 BACKGROUND = (255, 255, 255)
 CELL_SHADES = ((240, 240, 240), (230, 230, 230))  # (row + col) even, odd
@@ -88,19 +89,12 @@ class SwapRenderer:
 
     def __init__(self, size: int, colors: int, shapes: int, image_size: tuple[int, int], max_moves: int):
         H, W = image_size
-        status = max(14, H // 10)
         margin = max(2, min(H, W) // 64)
-        pitch = min(W - 2 * margin, H - status - margin) // size
-        unit = 16 if pitch >= 32 else 8 if pitch >= 16 else 1
-        pitch = align_down(pitch, unit)
-        if pitch < 10:
-            raise ValueError(
-                f"image_size {image_size} is too small for a {size}x{size} Swap board: cells would be {pitch} "
-                f"pixels, at least 10 are needed"
-            )
+        layout = board_layout(
+            size, size, image_size, margin=margin, bottom_margin=False, align_narrow_left=True, board_name="Swap"
+        )
+        status, pitch, top, left = layout.status, layout.pitch, layout.top, layout.left
         board_w = size * pitch
-        left = align_down((W - board_w) // 2, unit)
-        top = status + (H - status - board_w) // 2
 
         background = np.empty((H, W, 3), np.uint8)
         background[:] = BACKGROUND
@@ -160,3 +154,6 @@ class SwapRenderer:
                 "moves": fraction_glyph_ids(shown_moves, self.max_moves, 2 * self.moves_digits + 1),
             }
         )
+
+
+register_renderer("swap", lambda env: SwapRenderer(env.size, env.colors, env.shapes, env.image_size, env.max_moves))

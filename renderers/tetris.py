@@ -13,11 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgym.registry import register_renderer
 from jaxgym.tetris import PIECE_SHAPES
 from renderers import draw, text
-from renderers.compose import Canvas, align_down
-from renderers.sokoban import draw_two_field_status
-from renderers.swap import BACKGROUND, STATUS_TEXT
+from renderers.compose import Canvas, add_status_counters, board_layout, grid_origins
+from renderers.sokoban import BACKGROUND, STATUS_TEXT
 
 WELL = (28, 28, 36)
 GRID_LINE = (48, 48, 60)
@@ -32,6 +32,7 @@ PIECE_COLORS = (
 )
 """The usual guideline colours of the seven pieces, in ``jaxgym.tetris.PIECE_NAMES`` order."""
 SCORE_SLOTS = 10  # any non-negative int32
+LINES_SLOTS = 6
 
 
 def _shade(color: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
@@ -60,44 +61,32 @@ class TetrisRenderer:
 
     def __init__(self, rows: int, cols: int, image_size: tuple[int, int]):
         H, W = image_size
-        status = max(14, H // 10)
         margin = max(2, min(H, W) // 64)
-        # The well and a 4-cell preview (plus a one-cell gap) share the width.
-        pitch = min((H - status - margin) // rows, (W - 2 * margin) // (cols + 5))
-        unit = 8 if pitch >= 16 else 1
-        pitch = align_down(pitch, unit)
-        if pitch < 4:
-            raise ValueError(
-                f"image_size {image_size} is too small for a {rows}x{cols} Tetris well: cells would be {pitch} "
-                f"pixels, at least 4 are needed"
-            )
-        total_w = (cols + 5) * pitch
-        left = align_down((W - total_w) // 2, unit)
-        top = status + (H - status - rows * pitch) // 2
+        # The well, a one-cell gap and a 4-cell preview share one grid's geometry.
+        layout = board_layout(
+            rows, cols + 5, image_size, margin=margin, units=((16, 8),), min_pitch=4, board_name="Tetris"
+        )
+        pitch, top, left = layout.pitch, layout.top, layout.left
         preview_left = left + (cols + 1) * pitch
-        self.rows, self.cols = rows, cols
-
         background = np.empty((H, W, 3), np.uint8)
         background[:] = BACKGROUND
-        glyph_w, text_height, text_top, score_x, lines_x = draw_two_field_status(
-            background, status, margin, (("Score: ", "Lines: "), ("S ", "L ")), SCORE_SLOTS, 6
-        )
-        label_h = max(5, min(text_height, pitch))
+        label_h = max(5, min(int(layout.status * 0.5), pitch))
         text.draw_text(background, "Piece", label_h, STATUS_TEXT, top_left=(top, preview_left))
-        glyphs = text.number_tiles(status, glyph_w, STATUS_TEXT, BACKGROUND, text_height=text_height, text_top=text_top)
         preview_top = top + label_h + max(2, pitch // 2)
 
         canvas = Canvas(background)
-        canvas.add_slots(
-            "cell", [(top + r * pitch, left + c * pitch) for r in range(rows) for c in range(cols)], cell_tiles(pitch)
+        tiles = cell_tiles(pitch)
+        canvas.add_slots("cell", grid_origins(top, left, rows, cols, pitch, pitch), tiles)
+        canvas.add_slots("preview", grid_origins(preview_top, preview_left, 4, 4, pitch, pitch), tiles)
+        add_status_counters(
+            canvas,
+            [("score", SCORE_SLOTS), ("lines", LINES_SLOTS)],
+            [("Score: ", "Lines: "), ("S ", "L ")],
+            left=margin,
+            unit=layout.unit,
+            ink=STATUS_TEXT,
+            paper=BACKGROUND,
         )
-        canvas.add_slots(
-            "preview",
-            [(preview_top + r * pitch, preview_left + c * pitch) for r in range(4) for c in range(4)],
-            cell_tiles(pitch),
-        )
-        canvas.add_slots("score", [(0, score_x + k * glyph_w) for k in range(SCORE_SLOTS)], glyphs)
-        canvas.add_slots("lines", [(0, lines_x + k * glyph_w) for k in range(6)], glyphs)
         self.compositor = canvas.build()
         self.image_shape = self.compositor.image_shape
         self.previews = (PIECE_SHAPES[:, 0].reshape(7, 16) * np.arange(1, 8)[:, None]).astype(np.int32)
@@ -108,6 +97,9 @@ class TetrisRenderer:
                 "cell": state.board.reshape(-1),
                 "preview": jnp.asarray(self.previews)[state.piece],
                 "score": text.number_glyph_ids(state.score, SCORE_SLOTS),
-                "lines": text.number_glyph_ids(jnp.minimum(state.lines, 999_999), 6),
+                "lines": text.number_glyph_ids(jnp.minimum(state.lines, 10**LINES_SLOTS - 1), LINES_SLOTS),
             }
         )
+
+
+register_renderer("tetris", lambda env: TetrisRenderer(env.rows, env.cols, env.image_size))

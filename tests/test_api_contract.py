@@ -176,7 +176,9 @@ def test_prompt_and_describe_are_text(env):
     assert isinstance(prompt, str) and "<answer>" in prompt and "<perception>" in prompt
     state = env.reset(jax.random.key(0))
     text = env.describe(state)
-    assert isinstance(text, str) and text.count("\n") == np.asarray(state.board).shape[0] - 1
+    assert isinstance(text, str) and text and text == text.strip("\n")
+    if env.name != "breakout":  # the grid games' texts are one line per board row; Breakout's four facts
+        assert text.count("\n") == np.asarray(state.board).shape[0] - 1
 
 
 @pytest.mark.slow

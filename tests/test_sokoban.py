@@ -325,7 +325,7 @@ def test_from_board_text_pads_small_levels_with_wall():
         ("#####\n#@$x#\n#####", "character 'x'"),
         (np.zeros((4, 4), np.int32), "shape"),
         (np.full((5, 5), 9), "0..6"),
-        (np.zeros((5, 5)), "integer"),
+        (np.full((5, 5), 0.5), "integer"),
     ],
 )
 def test_from_board_rejects_bad_levels(board, message):

@@ -264,7 +264,7 @@ def test_parameters_are_validated(params, message):
         (np.zeros((5, 4), np.int32), 0, "shape"),
         (np.full((6, 4), 8), 0, "0..7"),
         (np.ones((6, 4), np.int32), 0, "full rows"),
-        (np.zeros((6, 4)), 0, "integer"),
+        (np.full((6, 4), 0.5), 0, "integer"),
         (np.zeros((6, 4), np.int32), 7, "piece=7"),
     ],
 )
