@@ -114,7 +114,10 @@ def test_weights_are_applied(batch):
     env, states = batch
     responses, _ = mixed_responses(env, states, np.random.default_rng(2))
     s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0).score(states, responses, jax.random.key(4))
-    game = np.where(s.raw_reward > 0, 1.0, -1.0)
+    # The game's own shaping (sign for the paper's games; Sokoban raw, Tetris legal, ...).
+    game = np.asarray(protocol_for(env).shape_reward(s.raw_reward, s.legal))
+    if protocol_for(env).shaping == "sign":
+        np.testing.assert_array_equal(game, np.where(s.raw_reward > 0, 1.0, -1.0))
     np.testing.assert_array_equal(s.game, game)
     np.testing.assert_allclose(s.overall, 3.0 * game + 0.5 * s.format + 2.0 * s.perception, rtol=1e-6)
     assert s.format.any() and s.perception.any() and (~s.legal).any()
