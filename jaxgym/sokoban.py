@@ -427,8 +427,9 @@ class Sokoban(Env):
           and ``truncated`` change. This is the raw reward; training shaping belongs to
           the bridges.
         - **termination**: every box is on a target. ``truncated`` is set once
-          ``step_count`` reaches ``max_steps``. Stepping on afterwards keeps working (and a
-          step that leaves the level solved earns the bonus again, as in both references).
+          ``step_count`` reaches ``max_steps``. Stepping on afterwards keeps working: a legal
+          move that leaves the level solved earns the bonus again, as in both references;
+          an illegal one is the no-op (-0.1), where Jumanji pays the bonus again.
         - **randomness**: only ``reset`` draws (``generate_level``): a room carved by a
           random walk, targets with their boxes and the player on uniform distinct free
           cells, then ``reverse_steps`` reverse moves pulling boxes. Up to ``MAX_ATTEMPTS``
