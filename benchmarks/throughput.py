@@ -11,7 +11,9 @@ each peer's own auto-reset wrapper):
 Peers in the same run: pgx ``2048`` and Jumanji ``Game2048-v1`` (logic), gymnasium-2048
 (logic, and with its ``rgb_array`` frames through a gymnasium vector env), gymnax's MinAtar
 ``Breakout-MinAtar`` next to ``breakout`` (logic; gymnax computes its 10x10x4 observation
-every step and has no pixel renderer), and the physical
+every step and has no pixel renderer), Jumanji's Sokoban (its two built-in toy levels,
+uniform random moves: it has no legal mask) and Tetris (logic, 10x10 and 20x10, random legal
+placements), and the physical
 limit: this machine's memory-fill rate for frames of the same size (NumPy ``fill`` of a
 preallocated batch of frames).
 
@@ -51,6 +53,8 @@ GAME_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "shisensho": [dict(size=6), dict(size=12)],
     "shisensho-images": [dict(size=6)],
     "swap": [dict(size=8)],
+    "sokoban": [dict(size=10, boxes=4)],
+    "tetris": [dict(rows=20, cols=10), dict(rows=10, cols=10)],
 }
 # The paper's released code, per env-step with rendering (as issues 3 and 6 quote it): for the
 # ratio lines.
@@ -192,21 +196,59 @@ def bench_pgx(batch: int, args) -> Row:
     return Row(f"pgx {pgx.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s)
 
 
-def bench_jumanji(batch: int, args) -> Row:
+def bench_jumanji_env(env: Any, label: str, batch: int, args, legal_of: Callable, to_action: Callable) -> Row:
+    """Logic steps/s of a Jumanji env under its ``AutoResetWrapper``: ``legal_of(timestep)``
+    is the flat legal mask the random actions are drawn from, ``to_action(flat)`` the
+    action the env takes."""
     import jumanji
     from jumanji.wrappers import AutoResetWrapper
 
-    env = AutoResetWrapper(jumanji.make("Game2048-v1"))
+    env = AutoResetWrapper(env)
 
     def step(carry, action, key):
         state, _ = carry
-        return env.step(state, action)
+        return env.step(state, to_action(action))
 
     compile_s, sec, steps = measure_scan(
-        lambda n: scan_steps(env.reset, step, lambda c: c[1].observation.action_mask, batch, n), 4, 512, args
+        lambda n: scan_steps(env.reset, step, lambda c: legal_of(c[1]), batch, n), 4, 512, args
     )
-    return Row(
-        f"jumanji {jumanji.__version__}", "2048 size=4", batch, steps_per_s=batch * steps / sec, compile_s=compile_s
+    return Row(f"jumanji {jumanji.__version__}", label, batch, steps_per_s=batch * steps / sec, compile_s=compile_s)
+
+
+def bench_jumanji(batch: int, args) -> Row:
+    import jumanji
+
+    return bench_jumanji_env(
+        jumanji.make("Game2048-v1"), "2048 size=4", batch, args, lambda t: t.observation.action_mask, lambda a: a
+    )
+
+
+def bench_jumanji_sokoban(batch: int, args) -> Row:
+    from jumanji.environments.routing.sokoban.env import Sokoban
+    from jumanji.environments.routing.sokoban.generator import ToyGenerator
+
+    row = bench_jumanji_env(
+        Sokoban(generator=ToyGenerator()),
+        "sokoban size=10 boxes=4",
+        batch,
+        args,
+        lambda t: jnp.ones(t.reward.shape + (4,), bool),
+        lambda a: a,
+    )
+    row.note = "random moves, toy levels"
+    return row
+
+
+def bench_jumanji_tetris(rows: int, cols: int, batch: int, args) -> Row:
+    from jumanji.environments.packing.tetris.env import Tetris
+
+    return bench_jumanji_env(
+        Tetris(num_rows=rows, num_cols=cols),
+        f"tetris rows={rows} cols={cols}",
+        batch,
+        args,
+        lambda t: t.observation.action_mask.reshape(t.observation.action_mask.shape[:-2] + (-1,)),
+        lambda a: jnp.stack([a // cols, a % cols]),
     )
 
 
@@ -463,6 +505,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
             if b <= (16 if args.quick else 256):
                 tasks.append((f"gymnasium-2048 b={b}", lambda b=b: bench_gymnasium_2048(b, args, False)))
                 tasks.append((f"gymnasium-2048 render b={b}", lambda b=b: bench_gymnasium_2048(b, args, True)))
+    if not args.no_peers and "sokoban" in args.games:
+        for b in args.batch_sizes:
+            tasks.append((f"jumanji sokoban b={b}", lambda b=b: bench_jumanji_sokoban(b, args)))
+    if not args.no_peers and "tetris" in args.games:
+        for params in GAME_CONFIGS["tetris"]:
+            for b in args.batch_sizes:
+                tasks.append(
+                    (
+                        f"jumanji tetris {params} b={b}",
+                        lambda b=b, p=params: bench_jumanji_tetris(p["rows"], p["cols"], b, args),
+                    )
+                )
 
     if not args.no_peers and "breakout" in args.games:
         tasks += [(f"gymnax breakout b={b}", lambda b=b: bench_gymnax_breakout(b, args)) for b in args.batch_sizes]

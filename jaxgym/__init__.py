@@ -18,7 +18,9 @@ from jaxgym.game2048 import Game2048
 from jaxgym.protocol import GameProtocol
 from jaxgym.registry import make, make_vec, register, register_renderer, registered_games
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
+from jaxgym.sokoban import Sokoban
 from jaxgym.swap import Swap
+from jaxgym.tetris import Tetris
 from jaxgym.wrappers import AutoReset, TimeLimit, Wrapper
 
 register("2048", 0, Game2048)
@@ -26,6 +28,8 @@ register("shisensho", 0, ShisenSho)
 register("shisensho-images", 0, ShisenShoImages)
 register("swap", 0, Swap)
 register("breakout", 0, Breakout)
+register("sokoban", 0, Sokoban)
+register("tetris", 0, Tetris)
 
 if importlib.util.find_spec("gymnasium") is not None:  # gymnasium.make("jaxgym/<id>"); jaxgym needs no gymnasium
     from jaxgym.gym_env import register_envs as _register_gymnasium_envs
@@ -42,8 +46,10 @@ __all__ = [
     "GameProtocol",
     "ShisenSho",
     "ShisenShoImages",
+    "Sokoban",
     "State",
     "Swap",
+    "Tetris",
     "TimeLimit",
     "Wrapper",
     "make",
