@@ -9,9 +9,9 @@ import pytest
 
 from bridges.protocol import protocol_for
 from bridges.sampler import StateSampler
-from bridges.scoring import GroupScorer, format_ok, perception_ok
+from bridges.scoring import GroupScorer, format_ok, perception_ok, unbatch
 from jaxgym import INVALID_ACTION
-from tests.bridges_support import GAMES, index, leaves_equal, small_env
+from tests.bridges_support import GAMES, leaves_equal, small_env
 
 B, N = 16, 5  # the sampler tests draw the same batch: one compile per game
 
@@ -33,13 +33,13 @@ def mixed_responses(env, states, rng):
     answer without the other tags, and a response whose perception describes another board."""
     responses, expected_actions = [], []
     for b in range(B):
-        state = index(states, b)
+        state = unbatch(states, b)
         legal = np.flatnonzero(np.asarray(state.legal_action_mask))
         illegal = np.flatnonzero(~np.asarray(state.legal_action_mask))
         a_legal = int(rng.choice(legal))
         a_other = int(rng.choice(illegal)) if len(illegal) else int(rng.integers(env.num_actions))
         a_bare = int(rng.integers(env.num_actions))
-        other_board = env.describe(index(states, (b + 1) % B))
+        other_board = env.describe(unbatch(states, (b + 1) % B))
         group = [
             full_response(env, state, a_legal),
             full_response(env, state, a_other),
@@ -67,14 +67,14 @@ def test_rewards_equal_per_state_env_step(batch):
     keys = jax.random.split(key, B)
     for b in range(B):
         for i in range(N):
-            oracle = step(index(states, b), jnp.int32(expected_actions[b, i]), keys[b])
+            oracle = step(unbatch(states, b), jnp.int32(expected_actions[b, i]), keys[b])
             assert scores.raw_reward[b, i] == float(oracle.reward)
             assert scores.legal[b, i] == bool(oracle.last_action_legal)
-            assert leaves_equal(index(index(scores.next_states, b), i), oracle)
+            assert leaves_equal(unbatch(unbatch(scores.next_states, b), i), oracle)
     # The legal action is legal, the unparseable one took the invalid-move outcome.
     assert scores.legal[:, 0].all() and not scores.legal[:, 2].any()
     # Perception: exact ground truth accepted (with surrounding whitespace), other boards rejected.
-    truths = [env.describe(index(states, b)) for b in range(B)]
+    truths = [env.describe(unbatch(states, b)) for b in range(B)]
     truths_differ = np.array([truths[b] != truths[(b + 1) % B] for b in range(B)])
     np.testing.assert_array_equal(scores.perception[:, 0], 1)
     np.testing.assert_array_equal(scores.perception[:, 4], ~truths_differ)
@@ -94,7 +94,7 @@ def test_the_same_action_n_times_gives_n_identical_outcomes(batch):
     responses = []
     for b in range(B):
         action = int(rng.choice(np.flatnonzero(np.asarray(states.legal_action_mask[b]))))
-        responses.append([full_response(env, index(states, b), action)] * N)
+        responses.append([full_response(env, unbatch(states, b), action)] * N)
     scores = GroupScorer(env).score(states, responses, jax.random.key(0))
     for name in ("actions", "raw_reward", "game", "format", "perception", "overall", "legal"):
         values = getattr(scores, name)
@@ -114,7 +114,7 @@ def test_weights_are_applied(batch):
     env, states = batch
     responses, _ = mixed_responses(env, states, np.random.default_rng(2))
     s = GroupScorer(env, w_format=0.5, w_perception=2.0, w_game=3.0).score(states, responses, jax.random.key(4))
-    # The game's own shaping (sign for the paper's games; Sokoban raw, Tetris legal, ...).
+    # The game's own shaping (sign for the paper's games; Breakout and Sokoban raw, Tetris legal).
     game = np.asarray(protocol_for(env).shape_reward(s.raw_reward, s.legal))
     if protocol_for(env).shaping == "sign":
         np.testing.assert_array_equal(game, np.where(s.raw_reward > 0, 1.0, -1.0))
@@ -156,10 +156,10 @@ def test_named_shapings(shaping, expected):
 def test_perception_check_accepts_only_the_exact_board(game_id):
     env = small_env(game_id)
     states, _ = StateSampler(env, mode="legal", depth=4, seed=12).sample(B)
-    truth = env.describe(index(states, 0))
+    truth = env.describe(unbatch(states, 0))
     for padded in (truth, f"  {truth}  ", f"\n\n{truth}\n", f"\t{truth}\r\n"):
         assert perception_ok(f"<perception>{padded}</perception><answer>0</answer>", truth)
-    others = {env.describe(index(states, b)) for b in range(1, B)} - {truth}
+    others = {env.describe(unbatch(states, b)) for b in range(1, B)} - {truth}
     assert others, "the sampled boards should not all be the same"
     mutations = {
         truth.rstrip()[:-1],                # the last cell cut short
