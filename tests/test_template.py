@@ -26,6 +26,7 @@ def env(request):
     return jaxgym.make(request.param, image_size=112)
 
 
+@pytest.mark.slow  # a compile per game (2-12 s each)
 def test_out_of_range_actions_are_the_penalised_noop(env):
     state = env.reset(jax.random.key(0))
     for action in (INVALID_ACTION, env.num_actions, np.iinfo(np.int32).max, np.int64(2**40)):
@@ -39,6 +40,7 @@ def test_out_of_range_actions_are_the_penalised_noop(env):
                 np.testing.assert_array_equal(getattr(after, field), getattr(state, field), err_msg=field)
 
 
+@pytest.mark.slow  # a compile per game (2-12 s each)
 def test_describe_refuses_a_batch(env):
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
     with pytest.raises(ValueError, match="one state"):
