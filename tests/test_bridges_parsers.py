@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridges.protocol import protocol_for
 from bridges.sampler import StateSampler
 from bridges.scoring import GroupScorer
 from jaxgym import INVALID_ACTION, UNPARSEABLE
@@ -109,6 +110,8 @@ def test_out_of_range_numbers_are_illegal_never_wrapped(game_id):
     texts = []
     for action in np.random.default_rng(2).integers(0, env.num_actions, 10):
         content = answer_content(env, int(action))
+        if not re.search(r"\d", content):  # a word answer (Sokoban's directions): its number form
+            content = str(int(action))
         for match in re.finditer(r"\d+", content):
             for bad in ("99", "-1", "4294967296", "100000000000000000000"):
                 texts.append("<answer>" + content[: match.start()] + bad + content[match.end() :] + "</answer>")
@@ -122,7 +125,10 @@ def test_out_of_range_numbers_are_illegal_never_wrapped(game_id):
     groups = [(texts * 80)[i * 5 : i * 5 + 5] for i in range(16)]
     scores = GroupScorer(env).score(states, groups, jax.random.key(1))
     assert scores.parsed.all() and not scores.legal.any()
-    assert (scores.game == -1).all()
+    # The game's penalised no-op (-1 in the paper's games), shaped by its protocol.
+    np.testing.assert_array_equal(scores.raw_reward, np.float32(env.invalid_action_reward))
+    shaped = protocol_for(env).shape_reward(scores.raw_reward, scores.legal)
+    np.testing.assert_array_equal(scores.game, np.asarray(shaped))
 
 
 ADVERSARIAL = {

@@ -78,9 +78,9 @@ def test_rewards_equal_per_state_env_step(batch):
     truths_differ = np.array([truths[b] != truths[(b + 1) % B] for b in range(B)])
     np.testing.assert_array_equal(scores.perception[:, 0], 1)
     np.testing.assert_array_equal(scores.perception[:, 4], ~truths_differ)
-    # Paper weights and sign shaping.
+    # The game's protocol: its weights and shaping (sign for the paper's games).
     protocol = protocol_for(env)
-    np.testing.assert_array_equal(scores.game, np.where(scores.raw_reward > 0, 1.0, -1.0))
+    np.testing.assert_array_equal(scores.game, np.asarray(protocol.shape_reward(scores.raw_reward, scores.legal)))
     expected = scores.game + protocol.w_format * scores.format + protocol.w_perception * scores.perception
     np.testing.assert_allclose(scores.overall, expected, rtol=0, atol=1e-6)
     # The input states are unchanged.

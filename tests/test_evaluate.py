@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import jaxgym
+from bridges import evaluation
 from bridges.evaluation import evaluate, summary_table
 from bridges.policies import (
     CallablePolicy,
@@ -46,7 +47,7 @@ def test_cli_random_policy_writes_readable_outputs(game_id, tmp_path, capsys, mo
     if game_id != GAMES[0]:
         # The CLI builds exactly this env; handing it the cached one reuses the programs the
         # other tests compiled (a fresh env object compiles everything again).
-        monkeypatch.setattr(cli.jaxgym, "make", lambda name, image_size: small_env(name))
+        monkeypatch.setattr(evaluation.jaxgym, "make", lambda name, image_size: small_env(name))
     out = tmp_path / "run"
     run_dir, result = cli.main(
         ["--game", game_id, "--policy", "random", "--runs", str(RUNS), "--steps", str(STEPS),

@@ -93,8 +93,9 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
 def test_cli_run_writes_logs_dumps_curve_checkpoint_and_export(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = train.main([
-        "--game", "2048", "--game_params", '{"image_size": 56}', "--steps", "2", "--states_per_step", "2",
-        "--group_size", "2", "--max_response_tokens", "4", "--dump_every", "1", "--run_dir", str(run_dir),
+        "--game", "2048", "--model", "tiny", "--game_params", '{"image_size": 56}', "--steps", "2",
+        "--states_per_step", "2", "--group_size", "2", "--max_response_tokens", "4", "--dump_every", "1",
+        "--run_dir", str(run_dir),
         "--tensorboard", "false",
     ])
     assert code == 0

@@ -67,7 +67,8 @@ def test_micro_batching_and_gradient_checkpointing_do_not_change_the_update(tmp_
     assert whole["reward/overall"] == micro["reward/overall"]  # the same rollouts
     assert whole["grad_norm"] == pytest.approx(micro["grad_norm"], rel=1e-4)
     for name in whole_params:
-        torch.testing.assert_close(micro_params[name], whole_params[name], atol=1e-6, rtol=1e-5)
+        # float32 sums in another order, through Adam's normalisation: a few 1e-6 apart.
+        torch.testing.assert_close(micro_params[name], whole_params[name], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.slow
