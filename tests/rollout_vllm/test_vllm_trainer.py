@@ -23,7 +23,8 @@ GAP_MAX = 0.02
 
 
 def _train(script: str, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, script, "--rollout_engine", "vllm", "--game", "2048", "--game_params",
+    # --model tiny: the random tiny policy, exported for vLLM (2048's default is its shipped cold start).
+    command = [sys.executable, script, "--rollout_engine", "vllm", "--model", "tiny", "--game", "2048", "--game_params",
                '{"image_size": 56}', "--run_dir", str(run_dir), "--states_per_step", "2", "--group_size", "4",
                "--max_response_tokens", "6", "--lr", "1e-2", "--kl_coef", "0.01", "--dump_every", "0",
                "--export", "false", "--progress", "false", "--tensorboard", "false", *args]
