@@ -178,14 +178,18 @@ def _metrics(run_dir: Path) -> list[dict[str, Any]]:
     return read_metrics(run_dir / "metrics.jsonl")
 
 
-def _last(metrics: list[dict[str, Any]], key: str) -> float:
+def _logged(metrics: list[dict[str, Any]], key: str, index: int) -> float:
+    """The ``index``-th logged value of ``key`` (NaN when it was never logged)."""
     values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
-    return float(values[-1]) if values else math.nan
+    return float(values[index]) if values else math.nan
+
+
+def _last(metrics: list[dict[str, Any]], key: str) -> float:
+    return _logged(metrics, key, -1)
 
 
 def _first(metrics: list[dict[str, Any]], key: str) -> float:
-    values = [m[key] for m in metrics if isinstance(m.get(key), (int, float))]
-    return float(values[0]) if values else math.nan
+    return _logged(metrics, key, 0)
 
 
 def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
