@@ -176,6 +176,11 @@ class Env(abc.ABC):
     step_limit: int | None = None
     """If set, ``truncated`` is ``step_count >= step_limit`` after every step (the game's own
     episode length, e.g. Swap's ``max_moves``); None leaves ``truncated`` as it was."""
+    unchanged_when_illegal: ClassVar[tuple[str, ...]] = ()
+    """State fields that the game's ``_step`` already returns as they were when its move is
+    illegal (Shisen-Sho: the board, and the ``size**4`` legal mask recomputed from it).
+    ``step`` skips their select: on a large mask the select costs about as much as computing
+    the mask. ``tests/test_template.py`` checks the claim for every game."""
     protocol: ClassVar[Any] = None
     """The game's ``jaxgym.protocol.GameProtocol`` (sampling, shaping, evaluation scoring);
     ``jaxgym.register`` records it and the bridges read it. None: the bridges' ``GENERIC``."""
@@ -199,7 +204,10 @@ class Env(abc.ABC):
         moved, legal = self._step(state, jnp.where(in_range, action, 0), key)
         legal = in_range & legal
         noop = state.replace(reward=jnp.float32(self.invalid_action_reward))
-        out = jax.tree.map(lambda new, old: jnp.where(legal, new, old), moved, noop)
+        out = moved.replace(**{
+            name: jax.tree.map(lambda new, old: jnp.where(legal, new, old), getattr(moved, name), getattr(noop, name))
+            for name in type(state).__dataclass_fields__ if name not in self.unchanged_when_illegal
+        })
         step_count = state.step_count + 1
         out = out.replace(step_count=step_count, last_action_legal=legal)
         if self.step_limit is not None:

@@ -382,6 +382,9 @@ class ShisenSho(Env):
     name = "shisensho"
     version = 0
     invalid_action_reward = -1.0
+    # An unmatched pair removes nothing, so the board, and the mask and "stuck" computed from
+    # it, come out of ``_step`` as they were.
+    unchanged_when_illegal = ("board", "picture", "legal_action_mask", "terminated")
     # The paper's: training states after 250 uniformly random actions (most of them illegal
     # no-ops), no perception reward for the shape game, matches counted in evaluation.
     protocol = GameProtocol(

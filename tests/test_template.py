@@ -41,6 +41,33 @@ def test_out_of_range_actions_are_the_penalised_noop(env):
 
 
 @pytest.mark.slow  # a compile per game (2-12 s each)
+def test_illegal_moves_are_the_penalised_noop(env):
+    """In-range moves the legal mask rules out change nothing but the template's fields,
+    whether ``Env.step`` selects the old value back or the game's ``_step`` claims
+    (``unchanged_when_illegal``) that it returns it unchanged."""
+    step = jax.jit(env.step)
+    state, key, checked = env.reset(jax.random.key(3)), jax.random.key(4), 0
+    for _ in range(6):
+        illegal = np.flatnonzero(~np.asarray(state.legal_action_mask))
+        for action in np.random.default_rng(checked).permutation(illegal)[:8]:
+            after = step(state, jnp.int32(action), key)
+            assert not bool(after.last_action_legal) and float(after.reward) == env.invalid_action_reward
+            changed = {"step_count", "last_action_legal", "reward"} | ({"truncated"} if env.step_limit else set())
+            for field in type(state).__dataclass_fields__:
+                if field not in changed:
+                    np.testing.assert_array_equal(getattr(after, field), getattr(state, field),
+                                                  err_msg=f"{field} after illegal action {action}")
+            checked += 1
+        legal = np.flatnonzero(np.asarray(state.legal_action_mask))
+        if legal.size == 0 or bool(state.terminated):
+            break
+        key, sub = jax.random.split(key)
+        state = step(state, jnp.int32(legal[len(legal) // 2]), sub)
+    if env.unchanged_when_illegal:
+        assert checked > 0, "no illegal move was found to check the game's unchanged_when_illegal claim on"
+
+
+@pytest.mark.slow  # a compile per game (2-12 s each)
 def test_describe_refuses_a_batch(env):
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
     with pytest.raises(ValueError, match="one state"):
