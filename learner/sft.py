@@ -39,7 +39,7 @@ import dataclasses  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from learner.batching import collate, encode_prompts  # noqa: E402
+from learner.batching import collate  # noqa: E402
 from learner.config import TrainConfig  # noqa: E402
 from learner.trainer import GRPOTrainer, _chunks, _Timer  # noqa: E402
 
@@ -115,8 +115,7 @@ class ColdStartTrainer(GRPOTrainer):
         _, ids = self.targets(states, jax.random.key(self.config.seed))
         nll = {}
         for name, shown in (("nll", boards), ("nll_swapped", np.roll(boards, 1, axis=0))):
-            prompts = encode_prompts(self.processor, [self.chat_text] * len(shown), shown,
-                                     max_prompt_tokens=self.config.max_prompt_tokens)
+            _, prompts = self.encode_boards(shown)
             total, summed = 0.0, 0.0
             with torch.no_grad():
                 for rows in _chunks(list(range(len(shown))), self.config.logprob_micro_batch_size):
@@ -142,8 +141,7 @@ class ColdStartTrainer(GRPOTrainer):
             boards = images_to_numpy(images)
             self.score_key, key = jax.random.split(self.score_key)
             _, ids = self.targets(states, key)
-            prompts = encode_prompts(self.processor, [self.chat_text] * self.local_states, boards,
-                                     max_prompt_tokens=config.max_prompt_tokens)
+            _, prompts = self.encode_boards(boards)
         total = float(all_reduce_sum(torch.tensor(float(sum(len(t) for t in ids)))))
         loss_sum, correct = 0.0, 0.0
         with timer("update"):

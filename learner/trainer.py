@@ -182,7 +182,6 @@ class GRPOTrainer:
                 config, max_response_tokens=format_token_budget(self.env, self.processor.tokenizer))
         self.pad_token_id = self.processor.tokenizer.pad_token_id
         self.prompt_text = self.env.prompt()
-        self.chat_text = chat_prompt(self.processor, self.prompt_text)
         self.sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
                                        max_new_tokens=config.max_response_tokens)
         self.rollout = self._rollout_engine()
@@ -249,11 +248,21 @@ class GRPOTrainer:
 
     # -- one step ------------------------------------------------------------------------------
 
+    def encode_boards(self, boards: np.ndarray) -> tuple[list[str], EncodedPrompts]:
+        """The prompt texts of ``boards`` (``(B, H, W, 3)`` uint8, one per state) and their
+        encoding: the one way the trainer, the cold start and the evaluation build prompts."""
+        from bridges.torch_io import prompts_for
+
+        texts = prompts_for(self.env, len(boards))
+        encoded = encode_prompts(self.processor, [chat_prompt(self.processor, t) for t in texts], boards,
+                                 max_prompt_tokens=self.config.max_prompt_tokens)
+        return texts, encoded
+
     def train_step(self) -> dict[str, Any]:
         """Run one GRPO step; returns its metrics (also written to metrics.jsonl)."""
         import jax
 
-        from bridges.torch_io import images_to_numpy, prompts_for
+        from bridges.torch_io import images_to_numpy
 
         config, timer = self.config, _Timer()
         n = config.group_size
@@ -261,12 +270,10 @@ class GRPOTrainer:
         with timer("sample"):
             states, images = self.sampler.sample(self.local_states)
             boards = images_to_numpy(images)
-            prompt_texts = prompts_for(self.env, self.local_states)
         with timer("prepare"):
             # Each board goes through the image processor once per step: the rollout engine
             # starts from this encoding (HF) and the updates train on it.
-            prompts = encode_prompts(self.processor, [chat_prompt(self.processor, p) for p in prompt_texts], boards,
-                                     max_prompt_tokens=config.max_prompt_tokens)
+            prompt_texts, prompts = self.encode_boards(boards)
         with timer("rollout"):
             self.rollout.wake_up()
             if self._rollout_stale:

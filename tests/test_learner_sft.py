@@ -13,7 +13,7 @@ import torch
 import jaxgym
 from bridges.scoring import GroupScorer, parse_action, perception_ok
 from bridges.teachers import Teacher, board_cells, target_text
-from learner.batching import encode_prompts, format_token_budget
+from learner.batching import chat_prompt, format_token_budget
 from learner.measures import cell_accuracy, paper_measures
 from learner.models import build_tiny_tokenizer
 from tests.learner_support import small_config
@@ -152,9 +152,8 @@ def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
     for _ in range(6):
         trainer.train_step()
     boards = images_to_numpy(images)
-    generation = trainer.rollout.generate([trainer.prompt_text] * 2, boards, 1,
-                                          SamplingParams(temperature=0.0, max_new_tokens=24))
-    prompts = encode_prompts(trainer.processor, [trainer.chat_text] * 2, boards)
+    texts, prompts = trainer.encode_boards(boards)
+    generation = trainer.rollout.generate(texts, boards, 1, SamplingParams(temperature=0.0, max_new_tokens=24))
     with torch.no_grad():
         logp, mask = trainer.forward(prompts, [0, 1], generation.token_ids)
     gaps = []
@@ -165,7 +164,7 @@ def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
     # The pitfall the test guards against: without the multimodal positions the numbers differ.
     model, processor = trainer.engine.policy, trainer.processor
     tokens = generation.token_ids[0]
-    inputs = processor(text=[trainer.chat_text], images=[boards[0]], return_tensors="pt")
+    inputs = processor(text=[chat_prompt(processor, texts[0])], images=[boards[0]], return_tensors="pt")
     ids = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=inputs["pixel_values"],
