@@ -110,6 +110,7 @@ def log_bonus(raw, legal):
     return jnp.where(legal, jnp.log1p(jnp.maximum(raw, 0.0)), -2.0)
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_weights_are_applied(batch):
     env, states = batch
     responses, _ = mixed_responses(env, states, np.random.default_rng(2))

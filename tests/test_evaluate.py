@@ -255,6 +255,7 @@ def decode_data_url(url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url[len(prefix):]))))
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_openai_policy_request_shape_and_images(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_KEY", "sekrit")
     env = small_env("2048")

@@ -443,6 +443,7 @@ def test_actions_evaluated_together_on_one_state_do_not_leak(game):
         chex.assert_trees_all_equal(jax.tree.map(lambda x, i=i: x[i], outcomes), fn.step(one, act, jax.random.key(5)))
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_image_tiles_of_a_class_show_different_images():
     states = FN_IMAGES.vreset(jax.random.split(jax.random.key(4), BATCH))
     boards = np.asarray(states.board).reshape(BATCH, -1)

@@ -319,6 +319,7 @@ def test_valid_moves_replay_exactly_in_the_reference():
     assert shuffled > 0, "no reshuffle among the replayed moves"
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_invalid_swaps_are_minus_one_no_ops():
     states = reset_batch(jax.random.split(jax.random.key(3), BATCH))
     mask = np.asarray(states.legal_action_mask)
@@ -506,6 +507,7 @@ def test_small_palette_and_board_keep_the_invariants():
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_fresh_board_statistics_match_the_paper():
     """10,000 fresh boards. games.md (1,000 boards of the paper's generator): 4.26 valid
     swaps on average (s.e. 0.08), a valid swap scores 6 82% of the time, mean 7.9, over
@@ -582,6 +584,7 @@ def test_truncation_after_max_moves():
     assert not bool(s101.terminated[0])
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_score_saturates_instead_of_wrapping():
     state = ENV.reset(jax.random.key(0)).replace(score=jnp.int32(2**31 - 3))
     action = int(np.argmax(np.asarray(state.legal_action_mask)))

@@ -146,6 +146,7 @@ def test_verl_compute_score_equals_group_scorer():
         verl.compute_score(data_source="openai/gsm8k", solution_str="", ground_truth="", extra_info=None)
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_openrlhf_reward_func_equals_group_scorer():
     pytest.importorskip("torch")
     openrlhf = _load_by_path("openrlhf")
@@ -167,6 +168,7 @@ def test_openrlhf_reward_func_equals_group_scorer():
     assert float(bare["extra_logs"]["format"][0]) == 0.0
 
 
+@pytest.mark.slow  # several seconds of compiles: the full tier only
 def test_groups_are_found_in_any_order_and_split():
     rows, flat, expected = _case("swap-v0")
     truths = [rows[i // N]["answer"] for i in range(len(flat))]
