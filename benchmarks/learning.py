@@ -17,10 +17,13 @@ step, mean and +-1 s.e. band over seeds, the cold start alone and the teacher as
 ``results.json`` and ``results.md`` (mean +- s.e. over seeds of every arm's greedy held-out
 game reward, P_acc and paper-protocol score), with the total time.
 
-Boards: 2048 4x4 (the paper's sampling) and Shisen-Sho 4x4 with 4 colours x 1 shape (4
-kinds, 4 copies) after 16 random actions, both rendered at 112 px (28 px, one merged image
-token, per cell): the default 6x6 Shisen-Sho with 9 of 36 kinds is beyond what a tiny model
-reads in minutes of CPU.
+Boards: 2048 4x4 (the paper's sampling) at 112 px, and Shisen-Sho 4x4 with 4 of 8 colours
+(one shape, 4 copies each) at 168 px (32 px cells), after 0-6 random legal matches. Each
+Shisen-Sho board draws its 4 colours from 8, so the image says which colours a board holds:
+with the same 4 colours on every board, the image carries nothing a blind model cannot guess
+until it can find each cell, and a tiny model never left that plateau (README, "Does it
+learn?"). The default 6x6 Shisen-Sho with 9 of 36 kinds is beyond what a tiny model reads in
+minutes of CPU.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ import numpy as np  # noqa: E402
 
 GAMES: dict[str, dict[str, Any]] = {
     "2048": dict(game="2048", game_params={"size": 4, "image_size": 112}, teacher="legal-random"),
-    # 16 random actions leave the board 90% full: after the paper's 250 these small boards are
-    # two-thirds empty, and a cold start learns to write the empty board.
-    "shisensho": dict(game="shisensho", game_params={"size": 4, "colors": 4, "shapes": 1, "image_size": 112},
-                      teacher="same-kind", train={"sample_depth": 16}),
+    # Random-depth legal play from 0 to 6 matches: full boards and boards with up to 12 empty
+    # cells (after the paper's 250 random actions these small boards are mostly empty).
+    "shisensho": dict(game="shisensho", game_params={"size": 4, "colors": 8, "shapes": 1, "image_size": 168},
+                      teacher="same-kind", train={"sample_mode": "random-depth", "sample_depth": 6}),
 }
 ARMS = ("G0", "cold start", "G1", "teacher")
 
@@ -122,9 +125,10 @@ def shipped_cold_start(game: str) -> str:
         raise SystemExit(f"error: no cold start ships for {game!r}; run with --cold-start train")
     directory, record = found
     board = {**record["game_params"], "size": record["game_params"].get("size", spec["game_params"].get("size"))}
+    sampling = ("sample_mode", "sample_depth")
     wanted = {"game_params": spec["game_params"], "teacher": spec["teacher"],
-              "sample_depth": spec.get("train", {}).get("sample_depth", record["train"].get("sample_depth"))}
-    got = {"game_params": board, "teacher": record["teacher"], "sample_depth": record["train"].get("sample_depth")}
+              **{k: spec.get("train", {}).get(k, record["train"].get(k)) for k in sampling}}
+    got = {"game_params": board, "teacher": record["teacher"], **{k: record["train"].get(k) for k in sampling}}
     if got != wanted:
         raise SystemExit(f"error: the shipped cold start {directory} was built for {got}, the benchmark needs "
                          f"{wanted}; rebuild it ({record['command']}) or run with --cold-start train")
@@ -166,8 +170,9 @@ def teacher_game_reward(game: str, plan: Plan, seed: int) -> float:
     from learner.trainer import EVAL_SEED_OFFSET
 
     env = jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"])
-    depth = GAMES[game].get("train", {}).get("sample_depth")
-    states, _ = StateSampler(env, depth=depth, seed=seed + EVAL_SEED_OFFSET).sample(plan.eval_states)
+    train = GAMES[game].get("train", {})
+    states, _ = StateSampler(env, mode=train.get("sample_mode", "paper"), depth=train.get("sample_depth"),
+                             seed=seed + EVAL_SEED_OFFSET).sample(plan.eval_states)
     _, raw = Teacher(env, GAMES[game]["teacher"]).act(states, jax.random.key(seed))
     return float(np.mean(shape_reward(protocol_for(env).shaping, raw, np.ones_like(raw, bool))))
 

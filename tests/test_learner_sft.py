@@ -298,7 +298,8 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
     assert "the shipped cold-started tiny checkpoint" in out and "rebuild: python learner/sft.py" in out
     assert "Greedy game reward on the held-out states:" in out and "at step 0" in out
     config = yaml.safe_load((tmp_path / "main" / "config.yaml").read_text())
-    assert config["game_params"]["size"] == 4 and config["sample_depth"] == 16
+    assert config["game_params"] == {"size": 4, "colors": 8, "shapes": 1, "image_size": 168}
+    assert config["sample_mode"] == "random-depth" and config["sample_depth"] == 6
     assert config["max_response_tokens"] > 32  # fits the format, not the old 32
     # The old main job: the random-weight tiny model, a pipeline smoke run.
     assert train.main(["--game", "shisensho", "--model", "tiny", *small, "--max_response_tokens", "8",
@@ -308,7 +309,7 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("game", ["2048"])
+@pytest.mark.parametrize("game", ["2048", "shisensho"])
 def test_the_shipped_cold_start_reads_its_board(tmp_path, game):
     """The shipped checkpoint left the perception plateau: on held-out boards it writes most
     cells right and its targets score worse with another board's image (a model on the plateau
@@ -318,8 +319,33 @@ def test_the_shipped_cold_start_reads_its_board(tmp_path, game):
 
     directory, record = shipped_cold_start(game)
     config = small_config(str(tmp_path / game), game=game, game_params=record["game_params"], model=str(directory),
-                          teacher=record["teacher"], sample_depth=record["train"]["sample_depth"], eval_states=16,
+                          teacher=record["teacher"], sample_depth=record["train"]["sample_depth"],
+                          sample_mode=record["train"]["sample_mode"], eval_states=16,
                           max_response_tokens=0, kl_coef=0.0)
     measured = ColdStartTrainer(config, echo=lambda _: None).evaluate()
     assert measured["cell_accuracy"] > 0.7 and measured["format"] == 1.0, measured
     assert measured["image_use"] > 0.2, measured
+
+
+def test_ship_records_the_command_and_the_game_s_grpo_run_settings(tmp_path):
+    from learner.config import parse_args
+    from learner.sft import SHIPPED_RUN, SHIPPED_RUN_PER_GAME, ship
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "model.safetensors").write_bytes(b"weights")
+    for game in ("2048", "shisensho"):
+        argv = ["--game", game, "--teacher", "legal-random", "--steps", "5", "--ship_to", str(tmp_path / game)]
+        config = parse_args(["--preset", "cold-start", *argv])
+        target = ship({"export": str(export), "last_eval": {"eval/P_acc": 0.5}, "seconds": 1.0}, config, argv,
+                      tmp_path / game)
+        record = json.loads((target / "jaxgym.json").read_text())
+        assert (target / "model.safetensors").read_bytes() == b"weights"
+        assert record["command"].startswith(f"python learner/sft.py --game {game} ")
+        assert record["train"]["sample_mode"] == "paper" and record["last_eval"] == {"eval/P_acc": 0.5}
+        for key, value in {**SHIPPED_RUN, **SHIPPED_RUN_PER_GAME.get(game, {})}.items():
+            assert record["train"][key] == value, key
+        # Shisen-Sho's main job keeps the perception reward on (its paper protocol has none).
+        assert record["train"].get("w_perception") == (1.0 if game == "shisensho" else None)
+    with pytest.raises(ValueError, match="needs the run's export"):
+        ship({"export": None}, config, argv, tmp_path / "none")
