@@ -53,7 +53,7 @@ GAME_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "shisensho": [dict(size=6), dict(size=12)],
     "shisensho-images": [dict(size=6)],
     "swap": [dict(size=8)],
-    "sokoban": [dict(size=10, boxes=4)],
+    "sokoban": [dict(size=10, boxes=4), dict(size=10, boxes=4, level_pool=1000)],
     "tetris": [dict(rows=20, cols=10), dict(rows=10, cols=10)],
 }
 # The paper's released code, per env-step with rendering (as issues 3 and 6 quote it): for the

@@ -406,6 +406,13 @@ class Sokoban(Env):
             boxes nearer their targets.
         max_steps: 1..10**6, steps until ``truncated`` (default 120, gym-sokoban's and
             Jumanji's time limit).
+        level_pool: 0..100_000 (default 0: a fresh level every reset). ``N > 0``: ``N``
+            levels are generated once, when the env is made (``generate_level`` with the keys
+            ``jax.random.split(jax.random.key(pool_seed), N)``), and ``reset`` draws one of
+            them uniformly, as Boxoban's fixed level sets are used. A reset is then one
+            gather: under ``vmap`` the generator's retry loop runs as long as the slowest
+            board's, and an auto-reset batch pays it on almost every step.
+        pool_seed: the seed of the pool's levels (default 0).
         image_size: int or ``(height, width)``, default 448.
 
     Spec sheet:
@@ -430,7 +437,8 @@ class Sokoban(Env):
           ``step_count`` reaches ``max_steps``. Stepping on afterwards keeps working: a legal
           move that leaves the level solved earns the bonus again, as in both references;
           an illegal one is the no-op (-0.1), where Jumanji pays the bonus again.
-        - **randomness**: only ``reset`` draws (``generate_level``): a room carved by a
+        - **randomness**: only ``reset`` draws (``generate_level``, or a uniform index into
+          the ``level_pool``): a room carved by a
           random walk, targets with their boxes and the player on uniform distinct free
           cells, then ``reverse_steps`` reverse moves pulling boxes. Up to ``MAX_ATTEMPTS``
           draws, then the fixed ``fallback_level``: every fresh level is solvable, and
@@ -467,6 +475,8 @@ class Sokoban(Env):
         boxes: int = 4,
         reverse_steps: int | None = None,
         max_steps: int = 120,
+        level_pool: int = 0,
+        pool_seed: int = 0,
         image_size: int | tuple[int, int] = 448,
     ):
         self.size = check_int_param("size", size, 5, 16)
@@ -478,12 +488,23 @@ class Sokoban(Env):
         self.step_limit = self.max_steps
         self.image_size = resolve_image_size(image_size)
         self.num_actions = 4
+        self.level_pool = check_int_param("level_pool", level_pool, 0, 100_000)
+        self.pool_seed = check_int_param("pool_seed", pool_seed, 0, 2**31 - 1)
+        self.pool: np.ndarray | None = None
+        """int32 ``(level_pool, size, size)``: the pool's levels (None without a pool)."""
+        if self.level_pool:
+            keys = jax.random.split(jax.random.key(self.pool_seed), self.level_pool)
+            generate = jax.vmap(lambda k: generate_level(k, self.size, self.boxes, self.reverse_steps))
+            with jax.ensure_compile_time_eval():  # made eagerly, even when the env is made inside a trace
+                self.pool = np.asarray(jax.jit(generate)(keys))
 
     def _state(self, board: Array) -> SokobanState:
         return _fresh_state(board)
 
     def reset(self, key: PRNGKey) -> SokobanState:
-        return self._state(generate_level(key, self.size, self.boxes, self.reverse_steps))
+        if self.pool is None:
+            return self._state(generate_level(key, self.size, self.boxes, self.reverse_steps))
+        return self._state(jnp.asarray(self.pool)[jax.random.randint(key, (), 0, self.level_pool)])
 
     def _step(self, state: SokobanState, action: Array, key: PRNGKey) -> tuple[SokobanState, Array]:
         del key  # deterministic: the key is part of the API only

@@ -347,6 +347,9 @@ def test_from_board_rejects_bad_levels(board, message):
         ({"reverse_steps": 0}, "reverse_steps=0"),
         ({"max_steps": 0}, "max_steps=0"),
         ({"size": 2.5}, "size"),
+        ({"level_pool": -1}, "level_pool=-1"),
+        ({"level_pool": 100_001}, "level_pool=100001"),
+        ({"pool_seed": -1}, "pool_seed=-1"),
     ],
 )
 def test_parameters_are_validated(params, message):
@@ -414,3 +417,18 @@ def test_render_tracks_the_board():
 def test_too_small_image_is_refused():
     with pytest.raises(ValueError, match="too small"):
         jaxgym.make("sokoban", size=16, image_size=56)
+
+
+def test_a_level_pool_is_generated_once_and_resets_draw_from_it():
+    env = jaxgym.make("sokoban", size=6, boxes=2, level_pool=5, pool_seed=3)
+    keys = jax.random.split(jax.random.key(3), 5)
+    expected = jax.vmap(lambda k: S.generate_level(k, 6, 2, env.reverse_steps))(keys)
+    np.testing.assert_array_equal(env.pool, expected)
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 64))
+    boards = np.asarray(states.board)
+    index = [next(i for i, level in enumerate(env.pool) if (level == board).all()) for board in boards]
+    assert len(set(index)) >= 4  # uniform over 5 levels: 64 draws miss one with probability ~1e-6
+    fresh = env.from_board(boards[0])
+    for field in ("legal_action_mask", "score", "terminated", "step_count"):
+        np.testing.assert_array_equal(getattr(states, field)[0], getattr(fresh, field), err_msg=field)
+    assert jaxgym.make("sokoban", size=6, boxes=2).pool is None

@@ -84,6 +84,7 @@ def test_every_paper_game_registers_its_protocol():
     assert protocol_for("no-such-game") is GENERIC
 
 
+@pytest.mark.slow  # a reset compile per game (2-4 s each)
 def test_prompts_and_scorer_share_one_answer_format(env):
     assert scoring.FORMAT_TAGS == parsing.FORMAT_TAGS
     prompt = env.prompt()
