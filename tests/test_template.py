@@ -26,18 +26,24 @@ def env(request):
     return jaxgym.make(request.param, image_size=112)
 
 
+def assert_penalised_noop(env, state, after, action) -> None:
+    """``after`` is ``state`` stepped by the no-op: one more step, not legal, the invalid
+    reward, and every other field but ``truncated`` (when the game has a step limit) as it was."""
+    assert int(after.step_count) == int(state.step_count) + 1
+    assert not bool(after.last_action_legal)
+    assert float(after.reward) == env.invalid_action_reward
+    changed = {"step_count", "last_action_legal", "reward"} | ({"truncated"} if env.step_limit else set())
+    for field in type(state).__dataclass_fields__:
+        if field not in changed:
+            np.testing.assert_array_equal(getattr(after, field), getattr(state, field),
+                                          err_msg=f"{field} after action {action}")
+
+
 @pytest.mark.slow  # a compile per game (2-12 s each)
 def test_out_of_range_actions_are_the_penalised_noop(env):
     state = env.reset(jax.random.key(0))
     for action in (INVALID_ACTION, env.num_actions, np.iinfo(np.int32).max, np.int64(2**40)):
-        after = env.step(state, action, jax.random.key(1))
-        assert int(after.step_count) == int(state.step_count) + 1
-        assert not bool(after.last_action_legal)
-        assert float(after.reward) == env.invalid_action_reward
-        changed = {"step_count", "last_action_legal", "reward"} | ({"truncated"} if env.step_limit else set())
-        for field in type(state).__dataclass_fields__:
-            if field not in changed:
-                np.testing.assert_array_equal(getattr(after, field), getattr(state, field), err_msg=field)
+        assert_penalised_noop(env, state, env.step(state, action, jax.random.key(1)), action)
 
 
 @pytest.mark.slow  # a compile per game (2-12 s each)
@@ -50,13 +56,7 @@ def test_illegal_moves_are_the_penalised_noop(env):
     for _ in range(6):
         illegal = np.flatnonzero(~np.asarray(state.legal_action_mask))
         for action in np.random.default_rng(checked).permutation(illegal)[:8]:
-            after = step(state, jnp.int32(action), key)
-            assert not bool(after.last_action_legal) and float(after.reward) == env.invalid_action_reward
-            changed = {"step_count", "last_action_legal", "reward"} | ({"truncated"} if env.step_limit else set())
-            for field in type(state).__dataclass_fields__:
-                if field not in changed:
-                    np.testing.assert_array_equal(getattr(after, field), getattr(state, field),
-                                                  err_msg=f"{field} after illegal action {action}")
+            assert_penalised_noop(env, state, step(state, jnp.int32(action), key), action)
             checked += 1
         legal = np.flatnonzero(np.asarray(state.legal_action_mask))
         if legal.size == 0 or bool(state.terminated):
