@@ -142,8 +142,8 @@ class TrainConfig:
 
     # Cold start (learner/sft.py) and evaluation during a run.
     teacher: str = option("expert", (
-        "Cold start's answer teacher (bridges.teachers): expert, legal-random, same-kind (tile games), "
-        "random."))
+        "Cold start's answer teacher (bridges.teachers): expert, legal-random, same-kind, "
+        "first-same-kind, first-next (those three: tile games), random."))
     eval_every: int = option(0, "Greedy evaluation on held-out states every k steps and at the end (0: never).")
     eval_states: int = option(32, "Held-out states of that evaluation (drawn once, with a seed apart from training's).")
     ship_to: str = option("", (

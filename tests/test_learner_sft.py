@@ -64,6 +64,21 @@ def test_same_kind_teacher_names_two_cells_of_one_kind_and_expert_a_connectable_
             assert (raw > 0).all()
 
 
+def test_reading_order_teachers_name_the_first_tile_and_one_of_its_kind():
+    env = jaxgym.make("shisensho", size=4, colors=2, shapes=2, image_size=112)
+    state = env.reset(jax.random.key(0))
+    # The first tile is (0, 1), kind 3; the other 3s sit at (1, 3), (2, 0) and (3, 3) in
+    # reading order.
+    board = [[0, 3, 1, 2], [1, 2, 4, 3], [3, 4, 1, 2], [4, 1, 2, 3]]
+    states = _batch(state.replace(board=jax.numpy.asarray(board, dtype=state.board.dtype)))
+    pairs = lambda name, keys: {tuple(int(v) for v in env.action_to_pair(int(Teacher(env, name).act(  # noqa: E731
+        states, jax.random.key(k))[0][0]))) for k in range(keys)}
+    assert pairs("first-next", 8) == {(0, 1, 1, 3)}
+    assert pairs("first-same-kind", 40) == {(0, 1, 1, 3), (0, 1, 2, 0), (0, 1, 3, 3)}
+    with pytest.raises(ValueError, match="first-next"):
+        Teacher(jaxgym.make("2048", image_size=56), "first-next")
+
+
 def test_target_text_is_exact_perception_and_the_teachers_answer():
     env = jaxgym.make("2048", image_size=56)
     state = _state_2048(env)
