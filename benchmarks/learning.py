@@ -47,7 +47,7 @@ GAMES: dict[str, dict[str, Any]] = {
     # Random-depth legal play from 0 to 6 matches: full boards and boards with up to 12 empty
     # cells (after the paper's 250 random actions these small boards are mostly empty).
     "shisensho": dict(game="shisensho", game_params={"size": 4, "colors": 8, "shapes": 1, "image_size": 168},
-                      teacher="same-kind", train={"sample_mode": "random-depth", "sample_depth": 6}),
+                      teacher="first-next", train={"sample_mode": "random-depth", "sample_depth": 6}),
 }
 ARMS = ("G0", "cold start", "G1", "teacher")
 
