@@ -186,29 +186,66 @@ SHIPPED_RUN_PER_GAME: dict[str, dict[str, Any]] = {
 }
 
 
-def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
-    """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record."""
+STAGES_FILE = "cold_start.json"
+"""Written into every cold start's export: the stages that made it (each one's command,
+teacher, steps, seed and seconds), the earlier ones read from its ``--model`` directory."""
+
+
+def stages_of(model: str) -> list[dict[str, Any]]:
+    """The cold-start stages behind a ``--model`` directory (its ``cold_start.json``, or a
+    shipped checkpoint's ``jaxgym.json``); ``[]`` for a model built from scratch."""
+    import json
+
+    directory = Path(model)
+    for name in (STAGES_FILE, "jaxgym.json"):
+        if (directory / name).is_file():
+            record = json.loads((directory / name).read_text())
+            keys = ("command", "model", "teacher", "steps", "seed", "seconds")
+            return list(record.get("stages") or [{k: record.get(k) for k in keys}])
+    return []
+
+
+def record_stages(summary: dict[str, Any], config: TrainConfig, argv: list[str]) -> list[dict[str, Any]]:
+    """Write the export's ``cold_start.json``: the ``--model``'s stages, then this run's."""
     import json
     import shlex
+
+    stage = {"command": "python learner/sft.py " + shlex.join(argv), "model": config.model, "teacher": config.teacher,
+             "steps": config.steps,
+             "seed": config.seed, "seconds": summary.get("seconds")}
+    stages = [*stages_of(config.model), stage]
+    if summary.get("export"):
+        (Path(summary["export"]) / STAGES_FILE).write_text(json.dumps({"stages": stages}, indent=1) + "\n")
+    return stages
+
+
+def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
+    """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record. A
+    cold start continued from another one's export (``--model``) records every stage: its
+    ``command`` is the stages' commands joined by ``&&``, the whole rebuild in one line."""
+    import json
     import shutil
 
     if not summary.get("export"):
         raise ValueError("ship_to needs the run's export; do not pass --export false")
+    stages = record_stages(summary, config, argv)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(summary["export"], target)
+    (target / STAGES_FILE).unlink(missing_ok=True)
     record = {
         "game": config.game,
         "game_params": config.game_params,
         "teacher": config.teacher,
-        "model": config.model,
-        "seed": config.seed,
-        "steps": config.steps,
-        "command": "python learner/sft.py " + shlex.join(argv),
+        "model": stages[0].get("model") or config.model,
+        "seed": stages[0]["seed"],
+        "steps": sum(int(stage["steps"] or 0) for stage in stages),
+        "command": " && ".join(stage["command"] for stage in stages),
         "train": {**{k: getattr(config, k) for k in SHIPPED_TRAIN_KEYS}, **SHIPPED_RUN,
                   **SHIPPED_RUN_PER_GAME.get(config.game.split("-v")[0], {})},
         "last_eval": summary.get("last_eval"),
-        "seconds": summary.get("seconds"),
+        "seconds": sum(float(stage["seconds"] or 0.0) for stage in stages),
+        "stages": stages,
     }
     (target / "jaxgym.json").write_text(json.dumps(record, indent=1) + "\n")
     return target
@@ -235,8 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     summary = trainer.train()
-    if config.ship_to and trainer.rank == 0:
-        print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to))}")
+    if trainer.rank == 0:
+        if config.ship_to:
+            print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to))}")
+        else:
+            record_stages(summary, trainer.config, argv)
     return 0
 
 

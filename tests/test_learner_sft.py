@@ -364,3 +364,27 @@ def test_ship_records_the_command_and_the_game_s_grpo_run_settings(tmp_path):
         assert record["train"].get("w_perception") == (1.0 if game == "shisensho" else None)
     with pytest.raises(ValueError, match="needs the run's export"):
         ship({"export": None}, config, argv, tmp_path / "none")
+
+
+def test_a_cold_start_continued_from_another_records_every_stage(tmp_path):
+    """Stage 1's export carries its stage; stage 2 (``--model`` = that export) ships a record
+    whose command rebuilds both, in order, in one line."""
+    from learner.config import parse_args
+    from learner.sft import STAGES_FILE, record_stages, ship
+
+    first, second = tmp_path / "one" / "export", tmp_path / "two" / "export"
+    for export in (first, second):
+        export.mkdir(parents=True)
+        (export / "model.safetensors").write_bytes(b"weights")
+    argv_one = ["--game", "shisensho", "--teacher", "same-kind", "--steps", "5", "--seed", "0"]
+    record_stages({"export": str(first), "seconds": 2.0}, parse_args(["--preset", "cold-start", *argv_one]), argv_one)
+    assert json.loads((first / STAGES_FILE).read_text())["stages"][0]["teacher"] == "same-kind"
+    argv_two = ["--game", "shisensho", "--teacher", "first-next", "--model", str(first), "--steps", "3", "--seed", "1"]
+    target = ship({"export": str(second), "seconds": 1.0}, parse_args(["--preset", "cold-start", *argv_two]), argv_two,
+                  tmp_path / "shipped")
+    record = json.loads((target / "jaxgym.json").read_text())
+    one, two = record["command"].split(" && ")
+    assert "--teacher same-kind" in one and "--seed 0" in one and f"--model {first}" in two
+    assert (record["steps"], record["seconds"], record["model"], record["seed"]) == (8, 3.0, "tiny", 0)
+    assert [stage["teacher"] for stage in record["stages"]] == ["same-kind", "first-next"]
+    assert not (target / STAGES_FILE).exists()
