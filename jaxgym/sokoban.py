@@ -158,7 +158,11 @@ def legal_moves(board: Array) -> Array:
     >>> legal_moves(board).tolist()
     [False, True, False, False]
     """
-    _, codes = _cells_ahead(board, player_position(board))
+    return _legal_at(_cells_ahead(board, player_position(board))[1])
+
+
+def _legal_at(codes: Array) -> Array:
+    """``legal_moves`` from the codes of ``_cells_ahead`` of the player's position."""
     blocked = (codes == WALL) | (codes == BOX) | (codes == BOX_ON_TARGET)
     box_ahead = (codes[:, 0] == BOX) | (codes[:, 0] == BOX_ON_TARGET)
     return (codes[:, 0] != WALL) & (~box_ahead | ~blocked[:, 1])
@@ -172,19 +176,40 @@ def move(board: Array, action: Array) -> tuple[Array, Array]:
     >>> board.tolist()[1], bool(legal)
     ([1, 0, 5, 4, 1], True)
     """
+    board, legal, _ = _move_from(board, player_position(board), action)
+    return board, legal
+
+
+def _move_from(board: Array, position: Array, action: Array) -> tuple[Array, Array, Array]:
+    """``move`` for the player at ``position``: ``(board, legal, new position)``. The step
+    passes the new position on to the next legal mask, which saves a second search of the
+    board for the player."""
     action = jnp.asarray(action, jnp.int32)
     in_range = (action >= 0) & (action < 4)
-    position = player_position(board)
     flat, codes = _cells_ahead(board, position)
     direction = jnp.clip(action, 0, 3)
-    legal = in_range & legal_moves(board)[direction]
+    legal = in_range & _legal_at(codes)[direction]
     ahead, beyond = flat[direction, 0], flat[direction, 1]
-    pushes = legal & ((codes[direction, 0] == BOX) | (codes[direction, 0] == BOX_ON_TARGET))
-    walls, targets, boxes, player = decode(board)
+    ahead_code, beyond_code = codes[direction, 0], codes[direction, 1]
+    pushes = legal & ((ahead_code == BOX) | (ahead_code == BOX_ON_TARGET))
+    # A move changes at most three cells: the one the player leaves, the one it enters and,
+    # on a push, the one the box enters. Rewriting those three by compares on the flat cell
+    # index is elementwise with scalars, which XLA fuses with whatever reads the board next
+    # (decoding every layer and encoding them back made ``move`` about twice as slow).
+    ahead_on_target = (ahead_code == TARGET) | (ahead_code == BOX_ON_TARGET)
     cell = jnp.arange(board.size).reshape(board.shape)
-    new_boxes = jnp.where(pushes, (boxes & (cell != ahead)) | (cell == beyond), boxes)
-    new_player = jnp.where(legal, cell == ahead, player)
-    return encode(walls, targets, new_boxes, new_player), legal
+    here = position[0] * board.shape[1] + position[1]
+    new_board = jnp.where(
+        legal & (cell == here),
+        jnp.where(board == PLAYER_ON_TARGET, TARGET, FLOOR),
+        jnp.where(
+            legal & (cell == ahead),
+            PLAYER + ahead_on_target.astype(jnp.int32),
+            jnp.where(pushes & (cell == beyond), BOX + (beyond_code == TARGET).astype(jnp.int32), board),
+        ),
+    ).astype(jnp.int32)
+    new_position = jnp.where(legal, position + jnp.asarray(MOVES)[direction], position)
+    return new_board, legal, new_position
 
 
 def step_reward(before: Array, after: Array) -> Array:
@@ -491,12 +516,18 @@ class Sokoban(Env):
         self.level_pool = check_int_param("level_pool", level_pool, 0, 100_000)
         self.pool_seed = check_int_param("pool_seed", pool_seed, 0, 2**31 - 1)
         self.pool: np.ndarray | None = None
-        """int32 ``(level_pool, size, size)``: the pool's levels (None without a pool)."""
+        """int32 ``(level_pool, size, size)``: the pool's levels (None without a pool), read-only."""
         if self.level_pool:
             keys = jax.random.split(jax.random.key(self.pool_seed), self.level_pool)
             generate = jax.vmap(lambda k: generate_level(k, self.size, self.boxes, self.reverse_steps))
             with jax.ensure_compile_time_eval():  # made eagerly, even when the env is made inside a trace
                 self.pool = np.asarray(jax.jit(generate)(keys))
+                fresh = jax.jit(jax.vmap(_fresh_state))(self.pool)
+            # The fresh state of every level, made once: a reset gathers it whole instead of
+            # recomputing the mask, "solved" and the score from the board; an auto-reset batch
+            # resets on almost every step. Read-only, so the two cannot drift apart.
+            self._pool_states: SokobanState = jax.tree.map(np.asarray, fresh)
+            self.pool.flags.writeable = False
 
     def _state(self, board: Array) -> SokobanState:
         return _fresh_state(board)
@@ -504,16 +535,17 @@ class Sokoban(Env):
     def reset(self, key: PRNGKey) -> SokobanState:
         if self.pool is None:
             return self._state(generate_level(key, self.size, self.boxes, self.reverse_steps))
-        return self._state(jnp.asarray(self.pool)[jax.random.randint(key, (), 0, self.level_pool)])
+        index = jax.random.randint(key, (), 0, self.level_pool)
+        return jax.tree.map(lambda levels: jnp.asarray(levels)[index], self._pool_states)
 
     def _step(self, state: SokobanState, action: Array, key: PRNGKey) -> tuple[SokobanState, Array]:
         del key  # deterministic: the key is part of the API only
-        board, legal = move(state.board, action)
+        board, legal, position = _move_from(state.board, player_position(state.board), action)
         moved = state.replace(
             board=board,
             reward=step_reward(state.board, board),
             terminated=is_solved(board),
-            legal_action_mask=legal_moves(board),
+            legal_action_mask=_legal_at(_cells_ahead(board, position)[1]),
             score=boxes_on_targets(board),
         )
         return moved, legal

@@ -166,6 +166,51 @@ def test_illegal_actions_are_penalised_no_ops():
         assert np.array_equal(out.board, state.board) and int(out.piece) == 0 and int(out.step_count) == 1
 
 
+def _reference_drop(board: np.ndarray, piece: int, rotation: int, column: int) -> tuple[bool, int, np.ndarray]:
+    """``(legal, top, board)`` by the rules in words, cell by cell: the piece may enter when
+    the cells it sweeps through in the top rows are inside the walls and free; it then moves
+    down one row at a time while its next position is free."""
+    rows, cols = board.shape
+    filled = np.pad(board != 0, ((0, 4), (0, 4)), constant_values=True)
+
+    def free(shape, y):
+        return not (filled[y : y + 4, column : column + 4] & shape).any()
+
+    if not free(T.PIECE_SWEPT[piece, rotation], 0):
+        return False, -1, board
+    shape = T.PIECE_SHAPES[piece, rotation]
+    top = 0
+    while free(shape, top + 1):
+        top += 1
+    out = board.copy()
+    ys, xs = np.nonzero(shape)
+    out[top + ys, column + xs] = piece + 1
+    kept = out[~(out != 0).all(axis=1)]
+    return True, top, np.concatenate([np.zeros((rows - len(kept), cols), out.dtype), kept])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rows,cols", [(20, 10), (6, 5)])
+def test_placements_match_a_cell_by_cell_drop_on_wells_with_overhangs(rows, cols):
+    """Random wells, overhangs and holes included (not only wells that play can reach):
+    legal masks, landing rows and placed wells equal a direct simulation of the drop."""
+    rng = np.random.default_rng(rows * 100 + cols)
+    boards = (rng.random((60, rows, cols)) < rng.random((60, 1, 1)) * 0.6) * rng.integers(1, 8, (60, rows, cols))
+    pieces = rng.integers(0, 7, 60)
+    legal = np.asarray(jax.jit(jax.vmap(T.legal_placements))(boards, pieces))
+    tops = np.asarray(jax.jit(jax.vmap(T.landing_rows))(boards, pieces))
+    placed = jax.jit(jax.vmap(jax.vmap(T.place, in_axes=(None, None, 0, 0)), in_axes=(0, 0, None, None)))
+    rotation, column = np.divmod(np.arange(4 * cols), cols)
+    wells, _, _ = (np.asarray(a) for a in placed(boards, pieces, rotation, column))
+    for b in range(len(boards)):
+        for r, c in zip(rotation, column):
+            ok, top, well = _reference_drop(boards[b], int(pieces[b]), int(r), int(c))
+            assert legal[b, r, c] == ok, (b, r, c)
+            if ok:
+                assert tops[b, r, c] == top, (b, r, c)
+                assert np.array_equal(wells[b, r * cols + c], well), (b, r, c)
+
+
 def test_game_over_when_the_next_piece_cannot_enter():
     env = jaxgym.make("tetris", rows=4, cols=4)
     board = np.array([[0, 0, 0, 0], [3, 3, 0, 3], [3, 3, 0, 3], [3, 0, 3, 3]])
