@@ -199,7 +199,7 @@ def place(board: Array, piece: Array, rotation: Array, column: Array) -> tuple[A
     """``(board, cleared, top)``: the piece dropped at ``(rotation, column)`` (assumed
     legal), full rows cleared; ``top`` is the row where the piece's box came to rest."""
     rows, cols = board.shape
-    top = _landing_from_tops(column_tops(board), piece)[rotation, column]
+    top = landing_rows(board, piece)[rotation, column]
     shape = jnp.asarray(PIECE_SHAPES)[piece, rotation]
     # The piece's cells from compares against its column and row rather than a gather from
     # its 4x4 box at every cell (which made ``place`` ~20% slower under vmap): its box rows

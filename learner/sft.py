@@ -211,8 +211,7 @@ def record_stages(summary: dict[str, Any], config: TrainConfig, argv: list[str])
     import shlex
 
     stage = {"command": "python learner/sft.py " + shlex.join(argv), "model": config.model, "teacher": config.teacher,
-             "steps": config.steps,
-             "seed": config.seed, "seconds": summary.get("seconds")}
+             "steps": config.steps, "seed": config.seed, "seconds": summary.get("seconds")}
     stages = [*stages_of(config.model), stage]
     if summary.get("export"):
         (Path(summary["export"]) / STAGES_FILE).write_text(json.dumps({"stages": stages}, indent=1) + "\n")
