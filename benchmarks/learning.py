@@ -2,7 +2,7 @@
 perception cold start alone, and G1 (cold start, then the same GRPO), on 2048 and a small
 Shisen-Sho, several seeds each, with the paper's measures.
 
-    python benchmarks/learning.py                       # the full run (see FULL; ~90 min on 2 cores)
+    python benchmarks/learning.py                       # the full run (see FULL; 2 workers on 2 cores)
     python benchmarks/learning.py --quick               # a few steps of everything (the test)
     python benchmarks/learning.py --seeds 5 --rl-steps 80 --out runs/learning-5seeds
 
@@ -60,12 +60,16 @@ class Plan:
     cold_start_steps: int = 600
     rl_steps: int = 40
     states_per_step: int = 8
-    group_size: int = 4
+    group_size: int | None = None
+    """None: the game's main job's (``learner.sft.SHIPPED_RUN``, per game: Shisen-Sho 8, 2048 4)."""
     eval_every: int = 10
     eval_states: int = 32
     protocol_runs: int = 10
     protocol_steps: int = 20
-    rl_lr: float = 1e-3
+    rl_lr: float | None = None
+    """None: the game's main job's (3e-4 on both: 1e-3 wore the cold starts' reading down)."""
+    workers: int = 1
+    """(game, seed) runs at once, each in its own process pinned to a core of its own."""
     cold_start: str = "shipped"
     """'shipped': every seed's G1 starts from the game's shipped cold start
     (learner/assets/cold-start-<game>, rebuilt by the command in its jaxgym.json); 'train': a
@@ -135,11 +139,27 @@ def shipped_cold_start(game: str) -> str:
     return str(directory)
 
 
+def rl_settings(game: str, plan: Plan) -> dict[str, Any]:
+    """The GRPO settings of ``game``'s arms: those of the README's main job on that game
+    (``learner.sft.SHIPPED_RUN`` and its per-game entry), where ``plan`` leaves them unset.
+
+    >>> rl_settings("shisensho", FULL)
+    {'group_size': 8, 'lr': 0.0003, 'w_perception': 1.0}
+    """
+    from learner.sft import SHIPPED_RUN, SHIPPED_RUN_PER_GAME
+
+    shipped = {**SHIPPED_RUN, **SHIPPED_RUN_PER_GAME.get(GAMES[game]["game"], {})}
+    settings = {"group_size": plan.group_size or shipped["group_size"], "lr": plan.rl_lr or shipped["lr"]}
+    if "w_perception" in shipped:
+        settings["w_perception"] = shipped["w_perception"]
+    return settings
+
+
 def grpo(game: str, plan: Plan, seed: int, run_dir: Path, model: str) -> dict[str, Any]:
     from learner.trainer import GRPOTrainer
 
-    config = _config(game, plan, seed, run_dir, model=model, steps=plan.rl_steps, group_size=plan.group_size,
-                     eval_every=plan.eval_every, lr=plan.rl_lr)
+    config = _config(game, plan, seed, run_dir, model=model, steps=plan.rl_steps, eval_every=plan.eval_every,
+                     **rl_settings(game, plan))
     return GRPOTrainer(config, echo=lambda _: None).train()
 
 
@@ -246,6 +266,42 @@ def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
     return result
 
 
+def _pin_worker(cores: Any, counter: Any) -> None:
+    """Pool initializer: each worker process takes the next core (the learner's one torch
+    thread then never shares a core with another worker's)."""
+    import os
+
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+
+
+def run_all(games: list[str], plan: Plan, out: Path, progress: Any) -> dict[str, list[dict[str, Any]]]:
+    """``run_seed`` for every game and seed, ``plan.workers`` at a time; ``{game: per_seed}``."""
+    tasks = [(game, seed) for game in games for seed in range(plan.seeds)]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    if plan.workers <= 1:
+        for game, seed in tasks:
+            done[game, seed] = run_seed(game, plan, seed, out)
+            progress.update(1)
+    else:
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(plan.workers))
+        context = multiprocessing.get_context("spawn")  # JAX and torch threads do not survive a fork
+        with ProcessPoolExecutor(plan.workers, mp_context=context, initializer=_pin_worker,
+                                 initargs=(cores, context.Value("i", 0))) as pool:
+            futures = {pool.submit(run_seed, game, plan, seed, out): (game, seed) for game, seed in tasks}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                progress.update(1)
+    return {game: [done[game, seed] for seed in range(plan.seeds)] for game in games}
+
+
 def summarize(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
     """``{arm: {measure: (mean, s.e.)}}`` over seeds."""
     return {
@@ -314,14 +370,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--cold-start-steps", type=int, default=None)
     parser.add_argument("--rl-steps", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="(game, seed) runs at once, one core each (full run's default: the cores this "
+                             "process may use, at most 2)")
     parser.add_argument("--cold-start", choices=COLD_STARTS, default=None,
                         help="'shipped' (the full run's default): G1 starts from the game's shipped cold start; "
                              "'train': a cold start per seed inside the run (--cold-start-steps, --quick's default)")
     parser.add_argument("--out", default=None, help="run directory (default runs/learning-<time>)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.workers is None and not args.quick:
+        import os
+
+        args.workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     for field, value in (("seeds", args.seeds), ("cold_start_steps", args.cold_start_steps),
-                         ("rl_steps", args.rl_steps)):
+                         ("rl_steps", args.rl_steps), ("workers", args.workers)):
         if value is not None:
             if value < 1:
                 raise SystemExit(f"error: --{field.replace('_', '-')}={value} must be >= 1")
@@ -342,14 +405,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"plan": dataclasses.asdict(plan), "games": {g: GAMES[g] for g in games},
                                "per_seed": {}, "summary": {}}
     with tqdm(total=len(games) * plan.seeds, desc="learning benchmark", unit="seed") as bar:
-        for game in games:
-            per_seed = []
-            for seed in range(plan.seeds):
-                per_seed.append(run_seed(game, plan, seed, out))
-                bar.update(1)
-            results["per_seed"][game] = per_seed
-            results["summary"][game] = summarize(per_seed)
-            plot_curves(game, per_seed, results["summary"][game], out / f"curves_{game}.png")
+        results["per_seed"] = run_all(games, plan, out, bar)
+    for game, per_seed in results["per_seed"].items():
+        results["summary"][game] = summarize(per_seed)
+        plot_curves(game, per_seed, results["summary"][game], out / f"curves_{game}.png")
     results["seconds"] = time.perf_counter() - start
     table = markdown_table(results)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

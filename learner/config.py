@@ -126,6 +126,9 @@ class TrainConfig:
         choices=ZERO_STAGES)
     precision: str = option("fp32", (
         "fp32 or bf16 (bf16 weights, fp32 master weights in the optimizer)."), choices=PRECISIONS)
+    freeze_vision_tower: bool = option(False, (
+        "Train the language model only: the vision encoder keeps its weights (EasyR1's freeze_vision_tower); "
+        "keeps a cold start's reading from drifting while RL changes the answers."))
     gradient_checkpointing: bool = option(False, (
         "Recompute layer activations in the backward pass (less memory, more compute)."))
 

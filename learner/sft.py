@@ -173,9 +173,10 @@ class ColdStartTrainer(GRPOTrainer):
 # What a shipped checkpoint's GRPO run uses where the user left the defaults (see
 # learner.trainer.resolve_cold_start): the sampling it was cold-started on, and the run the
 # README's main job makes from it (about 4 minutes on 2 busy cores, greedy evaluations
-# every 10 steps to show the curve).
+# every 10 steps to show the curve). lr 3e-4: at 1e-3 GRPO wore both cold starts' reading
+# down within 3-30 steps (the README's "Does it learn?").
 SHIPPED_TRAIN_KEYS = ("sample_depth", "sample_mode")
-SHIPPED_RUN = dict(steps=40, states_per_step=8, group_size=4, lr=1e-3, eval_every=10, eval_states=32)
+SHIPPED_RUN = dict(steps=40, states_per_step=8, group_size=4, lr=3e-4, eval_every=10, eval_states=32)
 SHIPPED_RUN_PER_GAME: dict[str, dict[str, Any]] = {
     # Shisen-Sho's paper protocol has no perception reward; without one, GRPO at lr 1e-3 or
     # 3e-4 wore the cold start's reading down (held-out cell accuracy 0.955 -> 0.66-0.80 in

@@ -42,7 +42,7 @@ from learner.batching import EncodedPrompts, chat_prompt, collate, encode_prompt
 from learner.config import TrainConfig, check_resume_config, saved_run_config
 from learner.engine import TrainingEngine, all_reduce, all_reduce_max, all_reduce_sum, init_distributed
 from learner.measures import paper_measures
-from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start
+from learner.models import COLD_START, TINY, TINY_PRESETS, load_policy, shipped_cold_start, vision_tower
 from learner.rollout import HFRolloutEngine, SamplingParams, VLLMRolloutEngine
 from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_metrics, truncate_logs
 
@@ -160,6 +160,8 @@ class GRPOTrainer:
         extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
         policy, self.processor = load_policy(config.model, dtype=dtype, seed=config.seed, **extra)
         reference = copy.deepcopy(policy) if config.kl_coef > 0 else None
+        if config.freeze_vision_tower:
+            vision_tower(policy).requires_grad_(False)
         self.engine = TrainingEngine(
             policy,
             zero_stage=config.zero_stage,

@@ -52,6 +52,19 @@ def test_grpo_step_with_deepspeed_zero_changes_every_parameter(tmp_path, zero_st
 
 
 @pytest.mark.slow
+def test_a_frozen_vision_tower_keeps_its_weights_while_the_language_model_trains(tmp_path):
+    config = small_config(str(tmp_path / "run"), freeze_vision_tower=True)
+    trainer = GRPOTrainer(config, scorer=TextRewardScorer(), echo=_quiet)
+    before = _parameters(trainer)
+    trainer.train_step()
+    after = _parameters(trainer)
+    vision = [name for name in before if name.split(".")[0] == "visual" or ".visual." in name]
+    assert vision and len(vision) < len(before)
+    assert [name for name in vision if not torch.equal(before[name], after[name])] == []
+    assert [name for name in before if name not in vision and torch.equal(before[name], after[name])] == []
+
+
+@pytest.mark.slow
 def test_micro_batching_and_gradient_checkpointing_do_not_change_the_update(tmp_path):
     results = []
     # One micro-batch; or 3 + 3 + 2 sequences accumulated under ZeRO-2 with recomputed activations.

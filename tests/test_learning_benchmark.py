@@ -42,11 +42,12 @@ def test_a_shipped_cold_start_for_another_board_is_a_clear_error(monkeypatch):
 
 @pytest.mark.slow
 def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, capsys):
-    results = learning.main(["--quick", "--games", "2048", "--seeds", "1", "--out", str(tmp_path)])
+    # Two seeds in two worker processes (the full run's way on 2 cores).
+    results = learning.main(["--quick", "--games", "2048", "--seeds", "2", "--workers", "2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert f"Run directory: {tmp_path.resolve()}" in out and "Total time:" in out
     per_seed = results["per_seed"]["2048"]
-    assert [r["seed"] for r in per_seed] == [0]
+    assert [r["seed"] for r in per_seed] == [0, 1]
     for record in per_seed:
         assert set(record["arms"]) == set(learning.ARMS)
         for arm in ("G0", "cold start", "G1"):
@@ -64,4 +65,4 @@ def test_a_quick_run_trains_every_arm_and_writes_curves_and_table(tmp_path, caps
     table = (tmp_path / "results.md").read_text()
     assert all(f"| 2048 | {arm} |" in table for arm in learning.ARMS) and "Total time:" in table
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["plan"]["seeds"] == 1 and saved["seconds"] > 0
+    assert saved["plan"]["seeds"] == 2 and saved["plan"]["workers"] == 2 and saved["seconds"] > 0
