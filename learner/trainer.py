@@ -395,7 +395,8 @@ class GRPOTrainer:
     def evaluate(self) -> dict[str, float]:
         """Greedy responses on the held-out states through the rollout engine; the paper's
         measures (``learner.measures``) of them: P_acc, R_acc, cell_accuracy, format, legal,
-        game (the shaped game reward), positive."""
+        game (the shaped game reward), positive, and reasoning (the think line true of the
+        board)."""
         import jax
 
         from bridges.torch_io import prompts_for
@@ -413,7 +414,7 @@ class GRPOTrainer:
         self.rollout.sleep()
         responses = [[t] for t in texts]
         scores = self.scorer.score(states, responses, jax.random.key(self.config.seed + EVAL_SEED_OFFSET))
-        return paper_measures(scores, responses, _perception_truths(self.env, states, scores))
+        return paper_measures(scores, responses, _perception_truths(self.env, states, scores), env=self.env)
 
     def metrics_write_eval(self, measured: dict[str, float]) -> None:
         """Log an evaluation made outside a step (step 0: before any update)."""

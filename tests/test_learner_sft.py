@@ -129,6 +129,39 @@ def test_paper_measures_on_hand_made_responses():
     assert cell_accuracy("<perception> 2 </perception>", " 2 | - \n 4 | 4 ") == 0.25
 
 
+def test_the_reasoning_measure_checks_the_think_line_against_the_board():
+    from bridges.teachers import reasoning_line
+
+    env = jaxgym.make("2048", image_size=56)
+    state = _state_2048(env)
+    truth = env.describe(state)
+    merged = int(env.step(state, 0, jax.random.key(0)).reward)
+    right = reasoning_line(env, truth, 0, merged)
+    assert right == f"Moving up merges for {merged} points." and merged > 0
+    responses = [[
+        f"<perception>{truth}</perception><think>{right}</think><answer>0</answer>",
+        f"<perception>{truth}</perception><think>Moving up merges for {merged + 2} points.</think><answer>0</answer>",
+        f"<perception>{truth}</perception><think>{right}</think><answer>7</answer>",  # no such move
+        f"<perception>{truth}</perception><answer>0</answer>",  # no think line
+    ]]
+    scores = GroupScorer(env).score(_batch(state), responses, jax.random.key(0))
+    assert paper_measures(scores, responses, [truth], env=env)["reasoning"] == 0.25
+    assert "reasoning" not in paper_measures(scores, responses, [truth])
+
+    shisen = jaxgym.make("shisensho", size=4, colors=4, shapes=1)
+    board = jax.device_get(shisen.reset(jax.random.key(1)))
+    truth = shisen.describe(board)
+    cells = board_cells(truth)
+    pair = int(shisen.pair_to_action(0, 0, 0, 1))
+    right = reasoning_line(shisen, truth, pair, 0.0)
+    assert right == f"(0, 0) is {cells[0][0]} and (0, 1) is {cells[0][1]}."
+    other = next(kind for kind in ("Red circle", "Green circle") if kind != cells[0][1])
+    responses = [[f"<think>{right}</think><answer>(0, 0) (0, 1)</answer>",
+                  f"<think>(0, 0) is {cells[0][0]} and (0, 1) is {other}.</think><answer>(0, 0) (0, 1)</answer>"]]
+    scores = GroupScorer(shisen).score(_batch(board), responses, jax.random.key(0))
+    assert paper_measures(scores, responses, [truth], env=shisen)["reasoning"] == 0.5
+
+
 def _cold_start(tmp_path, name, **overrides):
     from learner.sft import ColdStartTrainer
 
