@@ -248,12 +248,13 @@ def run_seed(game: str, plan: Plan, seed: int, out: Path) -> dict[str, Any]:
             "protocol": protocol_score(game, plan, seed, f"hf:{export}", base / f"eval-{arm}", budget),
         }
         if arm != "cold start":
+            steps = [m for m in metrics if "reward/game" in m]  # not the step-0 evaluation's row
             result["curves"][arm] = {
                 "eval_step": [m["step"] for m in metrics if "eval/game" in m],
                 "eval_game": [m["eval/game"] for m in metrics if "eval/game" in m],
-                "step": [m["step"] for m in metrics],
-                "P_acc": [m.get("P_acc", math.nan) for m in metrics],
-                "game": [m.get("reward/game", math.nan) for m in metrics],
+                "step": [m["step"] for m in steps],
+                "P_acc": [m.get("P_acc", math.nan) for m in steps],
+                "game": [m["reward/game"] for m in steps],
             }
     teacher = GAMES[game]["teacher"]
     result["arms"]["teacher"] = {
