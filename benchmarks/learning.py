@@ -272,6 +272,11 @@ def _pin_worker(cores: Any, counter: Any) -> None:
     thread then never shares a core with another worker's)."""
     import os
 
+    if os.environ.get("WORLD_SIZE") == "1":
+        # A parent that ran a learner itself handed down its single-process rendezvous port;
+        # every worker must pick its own (learner.engine.single_process_env).
+        for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(name, None)
     with counter.get_lock():
         index = counter.value
         counter.value += 1
