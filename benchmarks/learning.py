@@ -185,14 +185,13 @@ def teacher_game_reward(game: str, plan: Plan, seed: int) -> float:
 
     import jaxgym
     from bridges.protocol import protocol_for, shape_reward
-    from bridges.sampler import StateSampler
     from bridges.teachers import Teacher
-    from learner.trainer import EVAL_SEED_OFFSET
+    from learner.trainer import held_out_sampler
 
     env = jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"])
     train = GAMES[game].get("train", {})
-    states, _ = StateSampler(env, mode=train.get("sample_mode", "paper"), depth=train.get("sample_depth"),
-                             seed=seed + EVAL_SEED_OFFSET).sample(plan.eval_states)
+    sampler = held_out_sampler(env, train.get("sample_mode", "paper"), train.get("sample_depth", -1), seed)
+    states, _ = sampler.sample(plan.eval_states)
     _, raw = Teacher(env, GAMES[game]["teacher"]).act(states, jax.random.key(seed))
     return float(np.mean(shape_reward(protocol_for(env).shaping, raw, np.ones_like(raw, bool))))
 

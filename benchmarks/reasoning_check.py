@@ -38,19 +38,16 @@ GAMES = ("2048", "shisensho")
 
 
 def _held_out(env: Any, record: dict[str, Any], boards: int, seed: int) -> tuple[Any, np.ndarray]:
-    from bridges.sampler import StateSampler
     from bridges.torch_io import images_to_numpy
-    from learner.trainer import EVAL_SEED_OFFSET
+    from learner.trainer import held_out_sampler
 
     train = record.get("train", {})
-    depth = train.get("sample_depth", -1)
-    sampler = StateSampler(env, mode=train.get("sample_mode", "paper"), depth=None if depth < 0 else depth,
-                           seed=seed + EVAL_SEED_OFFSET)
+    sampler = held_out_sampler(env, train.get("sample_mode", "paper"), train.get("sample_depth", -1), seed)
     states, images = sampler.sample(boards)
     return states, images_to_numpy(images)
 
 
-def check_2048(env: Any, states: Any, texts: list[str], actions: np.ndarray) -> dict[str, float]:
+def check_2048(env: Any, states: Any, texts: list[str]) -> dict[str, float]:
     """The think line's claimed merge score against the one its move earns."""
     import re
 
@@ -118,7 +115,7 @@ def check(game: str, model: str | None, boards: int, seed: int) -> dict[str, Any
     truths = list(scores.perception_truths)
     measured = paper_measures(scores, [[t] for t in texts], truths, env=env)
     actions = np.asarray(scores.actions)[:, 0]
-    extra = check_2048(env, states, texts, actions) if game == "2048" else check_pairs(env, states, actions)
+    extra = check_2048(env, states, texts) if game == "2048" else check_pairs(env, states, actions)
     return {"game": game, "model": path, "boards": boards, **{k: measured[k] for k in
             ("P_acc", "legal", "positive", "reasoning")}, **extra}
 

@@ -49,6 +49,15 @@ from learner.runlog import MetricsLog, dump_rollouts, plot_reward_curve, read_me
 CHECKPOINTS = ckpt.CHECKPOINTS
 REWARD_KEYS = ("overall", "game", "format", "perception", "raw_reward")
 EVAL_SEED_OFFSET = 7_777_777  # held-out evaluation states come from a sampler seeded far from training's
+
+
+def held_out_sampler(env: Any, sample_mode: str, sample_depth: int, seed: int) -> Any:
+    """The sampler of a run's held-out evaluation states (``sample_depth`` -1: the game's
+    default), seeded ``EVAL_SEED_OFFSET`` away from the run's training sampler."""
+    from bridges.sampler import StateSampler
+
+    return StateSampler(env, depth=None if sample_depth < 0 else sample_depth, mode=sample_mode,
+                        seed=seed + EVAL_SEED_OFFSET)
 SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
 
 
@@ -382,12 +391,10 @@ class GRPOTrainer:
         """The evaluation states and boards: ``eval_states`` states drawn once by a sampler
         seeded apart from training's (the same for every run of a seed, resumed or not)."""
         if getattr(self, "_held_out", None) is None:
-            from bridges.sampler import StateSampler
             from bridges.torch_io import images_to_numpy
 
             config = self.config
-            sampler = StateSampler(self.env, depth=None if config.sample_depth < 0 else config.sample_depth,
-                                   mode=config.sample_mode, seed=config.seed + EVAL_SEED_OFFSET)
+            sampler = held_out_sampler(self.env, config.sample_mode, config.sample_depth, config.seed)
             states, images = sampler.sample(config.eval_states)
             self._held_out = (states, images_to_numpy(images))
         return self._held_out

@@ -33,7 +33,7 @@ def test_the_2048_check_compares_the_claimed_merge_score_with_the_moves():
     states = _stack(*[jax.device_get(env.from_board(board))] * 3)
     texts = ["<think>Moving left merges for 4 points.</think>", "<think>Moving up merges for 4 points.</think>",
              "no think line"]
-    measured = reasoning_check.check_2048(env, states, texts, np.zeros(3, np.int32))
+    measured = reasoning_check.check_2048(env, states, texts)
     assert measured["claimed score right"] == pytest.approx(1 / 3)
     assert measured["blind guess"] == pytest.approx(1 / 3)  # the chosen moves earn 4 and 0: one of three
 
