@@ -44,13 +44,14 @@ from learner.config import TrainConfig  # noqa: E402
 from learner.trainer import GRPOTrainer, _chunks, _Timer  # noqa: E402
 
 
-def sft_loss(logp: torch.Tensor, mask: torch.Tensor, total_tokens: float) -> torch.Tensor:
-    """Token-mean negative log-likelihood: ``-(logp * mask).sum() / total_tokens``.
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normalizer: float) -> torch.Tensor:
+    """Token-mean negative log-likelihood: ``-(logp * mask).sum() / normalizer``.
 
-    ``logp``/``mask``: ``(B, T)`` (one micro-batch); ``total_tokens``: the response tokens of
-    the whole optimizer step (all micro-batches and ranks), so that micro-batching does not
-    change the gradient."""
-    return -(logp * mask).sum() / max(float(total_tokens), 1.0)
+    ``logp``/``mask``: ``(B, T)`` (one micro-batch); ``normalizer``: the response tokens of
+    the whole optimizer step (all micro-batches and ranks) over the number of ranks
+    (``learner.algorithms.loss_normalizer``), so that neither micro-batching nor data
+    parallelism (whose ranks' gradients are averaged) changes the gradient."""
+    return -(logp * mask).sum() / max(float(normalizer), 1e-9)
 
 
 class ColdStartTrainer(GRPOTrainer):
@@ -132,6 +133,7 @@ class ColdStartTrainer(GRPOTrainer):
         import jax
 
         from bridges.torch_io import images_to_numpy
+        from learner.algorithms import loss_normalizer
         from learner.engine import all_reduce_sum
 
         config, timer = self.config, _Timer()
@@ -142,23 +144,26 @@ class ColdStartTrainer(GRPOTrainer):
             self.score_key, key = jax.random.split(self.score_key)
             _, ids = self.targets(states, key)
             _, prompts = self.encode_boards(boards)
-        total = float(all_reduce_sum(torch.tensor(float(sum(len(t) for t in ids)))))
+        # Each rank's share of the global token mean, scaled by the rank count: DeepSpeed
+        # averages the ranks' gradients, and _reduce_metrics averages their metrics.
+        normalizer = loss_normalizer([float(len(t)) for t in ids], "token-mean", world_size=self.world_size,
+                                     all_reduce_sum=all_reduce_sum if self.world_size > 1 else None)
         loss_sum, correct = 0.0, 0.0
         with timer("update"):
             micro_batches = _chunks(list(range(self.local_states)), config.micro_batch_size)
             for index, rows in enumerate(micro_batches):
                 logp, mask = self.forward(prompts, rows, ids)
-                loss = sft_loss(logp, mask, total)
+                loss = sft_loss(logp, mask, normalizer)
                 self.engine.backward(loss, last=index == len(micro_batches) - 1)
-                loss_sum += float(loss.detach()) * total
+                loss_sum += float(loss.detach()) * normalizer
                 # A token is "right" when the model gives it more than half the probability:
                 # then greedy decoding surely picks it (teacher-forced).
                 correct += float(((logp.detach() > np.log(0.5)) * mask).sum())
             grad_norm = self.engine.step()
         self.step += 1
         metrics: dict[str, Any] = {
-            "loss/sft": loss_sum / max(total, 1.0),
-            "token_accuracy": correct / max(total, 1.0),
+            "loss/sft": loss_sum / normalizer,
+            "token_accuracy": correct / normalizer,
             "response_length/mean": float(np.mean([len(t) for t in ids])),
             "grad_norm": grad_norm,
             "lr": self.engine.lr,
