@@ -58,6 +58,8 @@ def held_out_sampler(env: Any, sample_mode: str, sample_depth: int, seed: int) -
 
     return StateSampler(env, depth=None if sample_depth < 0 else sample_depth, mode=sample_mode,
                         seed=seed + EVAL_SEED_OFFSET)
+
+
 SUMMED_METRICS = ("sequences_trained",)  # counts add up over ranks; everything else is averaged
 
 
