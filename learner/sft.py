@@ -72,6 +72,10 @@ class ColdStartTrainer(GRPOTrainer):
     def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{metrics['loss/sft']:.3f}", "tok_acc": f"{metrics['token_accuracy']:.3f}"}
 
+    def _batch_description(self) -> str:
+        # One teacher target per state: the GRPO group size plays no part in a cold start.
+        return f"{self.config.states_per_step} states per step (one '{self.config.teacher}' target each)"
+
     # -- data ------------------------------------------------------------------------------
 
     def targets(self, states: Any, key: Any) -> tuple[list[str], list[list[int]]]:

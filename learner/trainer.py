@@ -626,13 +626,17 @@ class GRPOTrainer:
             postfix["greedy_game"] = f"{self._last_eval_game:.3f}"
         return postfix
 
+    def _batch_description(self) -> str:
+        """What one step trains on, for the banner."""
+        return f"{self.config.states_per_step} states x {self.config.group_size} responses per step"
+
     def train(self) -> dict[str, Any]:
         """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
         from tqdm import tqdm
 
         config = self.config
-        self.echo(f"Game {self.env.id}, model {config.model}, {config.states_per_step} states x {config.group_size} "
-                  f"responses per step, {_plural(config.steps, 'step')}, ZeRO-{config.zero_stage}, {config.precision}, "
+        self.echo(f"Game {self.env.id}, model {config.model}, {self._batch_description()}, "
+                  f"{_plural(config.steps, 'step')}, ZeRO-{config.zero_stage}, {config.precision}, "
                   f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
         start = time.perf_counter()
         first_step = self.step

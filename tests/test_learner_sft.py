@@ -252,6 +252,8 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert sft.main([*args, "--steps", "3", "--resume", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
+    # One teacher target per state: the banner names no GRPO group.
+    assert "2 states per step (one 'expert' target each)" in out and "responses per step" not in out
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the evaluation before any update
     assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game", "eval/nll",
@@ -354,6 +356,7 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
                        "--run_dir", str(tmp_path / "smoke")]) == 0
     out = capsys.readouterr().out
     assert "built-in tiny random-weight Qwen2.5-VL" in out and "Done: 2 steps" in out
+    assert "2 states x 2 responses per step" in out
 
 
 @pytest.mark.slow
