@@ -73,7 +73,7 @@ class ColdStartTrainer(GRPOTrainer):
         return {"loss": f"{metrics['loss/sft']:.3f}", "tok_acc": f"{metrics['token_accuracy']:.3f}"}
 
     def _batch_description(self) -> str:
-        # One teacher target per state: the GRPO group size plays no part in a cold start.
+        # One teacher target per state: neither the GRPO group size nor a rollout engine plays a part.
         return f"{self.config.states_per_step} states per step (one '{self.config.teacher}' target each)"
 
     # -- data ------------------------------------------------------------------------------
@@ -215,20 +215,91 @@ def stages_of(model: str) -> list[dict[str, Any]]:
     return []
 
 
-def record_stages(summary: dict[str, Any], config: TrainConfig, argv: list[str]) -> list[dict[str, Any]]:
-    """Write the export's ``cold_start.json``: the ``--model``'s stages, then this run's."""
+LAUNCH_FILE = "cold_start_launch.json"
+"""Written into a cold start's run directory when it starts (not when it resumes): its
+arguments and number of ranks, so that a resumed run records the command that rebuilds it."""
+
+
+def launcher(world_size: int) -> str:
+    """How ``learner/sft.py`` is started on ``world_size`` ranks of one machine."""
+    if world_size == 1:
+        return "python learner/sft.py"
+    return f"python -m torch.distributed.run --nproc_per_node {world_size} learner/sft.py"
+
+
+def with_steps(argv: list[str], steps: int) -> list[str]:
+    """``argv`` with its step count set to ``steps`` (in whichever form it was given).
+
+    >>> with_steps(["--game", "2048", "--steps", "5"], 9), with_steps(["steps=5"], 9), with_steps([], 9)
+    (['--game', '2048', '--steps', '9'], ['steps=9'], ['--steps', '9'])
+    """
+    out, found, skip = [], False, False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--steps" and index + 1 < len(argv):
+            out += ["--steps", str(steps)]
+            found = skip = True
+        elif arg.startswith(("--steps=", "steps=")):
+            out.append(arg.split("=", 1)[0] + f"={steps}")
+            found = True
+        else:
+            out.append(arg)
+    return out if found else [*out, "--steps", str(steps)]
+
+
+def write_launch(run_dir: Path, argv: list[str], world_size: int) -> None:
+    import json
+
+    (run_dir / LAUNCH_FILE).write_text(json.dumps({"argv": argv, "world_size": world_size}, indent=1) + "\n")
+
+
+def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_dir: Path | None) -> tuple[str, bool]:
+    """The command that rebuilds this run, and whether it is a resumed run's original launch
+    (whose seconds are then the run's, summed from its metrics)."""
     import json
     import shlex
 
-    stage = {"command": "python learner/sft.py " + shlex.join(argv), "model": config.model, "teacher": config.teacher,
-             "steps": config.steps, "seed": config.seed, "seconds": summary.get("seconds")}
+    launch = run_dir / LAUNCH_FILE if (config.resume and run_dir is not None) else None
+    if launch is None or not launch.is_file():
+        return f"{launcher(world_size)} {shlex.join(argv)}", False
+    started = json.loads(launch.read_text())
+    rebuild = with_steps(list(started["argv"]), config.steps)
+    if config.ship_to and "--ship_to" not in rebuild:
+        rebuild += ["--ship_to", config.ship_to]
+    return f"{launcher(int(started['world_size']))} {shlex.join(rebuild)}", True
+
+
+def _run_seconds(run_dir: Path) -> float:
+    """The seconds of every step of a run directory's metrics (the last record of each step)."""
+    import json
+
+    per_step: dict[int, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        per_step[int(row["step"])] = float(row.get("seconds/step", 0.0))
+    return sum(per_step.values())
+
+
+def record_stages(summary: dict[str, Any], config: TrainConfig, argv: list[str], *, world_size: int = 1,
+                  run_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Write the export's ``cold_start.json``: the ``--model``'s stages, then this run's (for a
+    resumed run, the command it was started with, at its final step count)."""
+    import json
+
+    command, resumed = _stage_command(config, argv, world_size, run_dir)
+    seconds = _run_seconds(run_dir) if resumed and run_dir is not None else summary.get("seconds")
+    stage = {"command": command, "model": config.model, "teacher": config.teacher,
+             "steps": config.steps, "seed": config.seed, "seconds": seconds}
     stages = [*stages_of(config.model), stage]
     if summary.get("export"):
         (Path(summary["export"]) / STAGES_FILE).write_text(json.dumps({"stages": stages}, indent=1) + "\n")
     return stages
 
 
-def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path) -> Path:
+def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: Path, *, world_size: int = 1,
+         run_dir: Path | None = None) -> Path:
     """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record. A
     cold start continued from another one's export (``--model``) records every stage: its
     ``command`` is the stages' commands joined by ``&&``, the whole rebuild in one line."""
@@ -237,7 +308,7 @@ def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: 
 
     if not summary.get("export"):
         raise ValueError("ship_to needs the run's export; do not pass --export false")
-    stages = record_stages(summary, config, argv)
+    stages = record_stages(summary, config, argv, world_size=world_size, run_dir=run_dir)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(summary["export"], target)
@@ -280,12 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    where = dict(world_size=trainer.world_size, run_dir=trainer.run_dir)
+    if trainer.rank == 0 and not config.resume:
+        write_launch(trainer.run_dir, argv, trainer.world_size)
     summary = trainer.train()
     if trainer.rank == 0:
         if config.ship_to:
-            print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to))}")
+            print(f"Shipped to {ship(summary, trainer.config, argv, Path(config.ship_to), **where)}")
         else:
-            record_stages(summary, trainer.config, argv)
+            record_stages(summary, trainer.config, argv, **where)
     return 0
 
 

@@ -627,8 +627,10 @@ class GRPOTrainer:
         return postfix
 
     def _batch_description(self) -> str:
-        """What one step trains on, for the banner."""
-        return f"{self.config.states_per_step} states x {self.config.group_size} responses per step"
+        """What one step trains on and where its responses come from, for the banner."""
+        config = self.config
+        return (f"{config.states_per_step} states x {config.group_size} responses per step "
+                f"(rollouts: {config.rollout_engine})")
 
     def train(self) -> dict[str, Any]:
         """Run until ``config.steps``; checkpoint, export and plot at the end. Returns a summary."""
@@ -637,7 +639,7 @@ class GRPOTrainer:
         config = self.config
         self.echo(f"Game {self.env.id}, model {config.model}, {self._batch_description()}, "
                   f"{_plural(config.steps, 'step')}, ZeRO-{config.zero_stage}, {config.precision}, "
-                  f"{self.world_size} rank(s), rollouts: {config.rollout_engine}.")
+                  f"{self.world_size} rank(s).")
         start = time.perf_counter()
         first_step = self.step
         self.echo(f"Curves: {self.run_dir / 'metrics.jsonl'} (every step), {self.run_dir / 'reward_curve.png'} (at "

@@ -252,8 +252,9 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert sft.main([*args, "--steps", "3", "--resume", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Resumed from" in out and "Last evaluation (greedy, held-out states): P_acc" in out
-    # One teacher target per state: the banner names no GRPO group.
-    assert "2 states per step (one 'expert' target each)" in out and "responses per step" not in out
+    # One teacher target per state: the banner names no GRPO group and no rollout engine.
+    assert "2 states per step (one 'expert' target each)" in out
+    assert "responses per step" not in out and "rollouts:" not in out
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in lines] == [0, 1, 2, 3]  # step 0: the evaluation before any update
     assert {"eval/P_acc", "eval/cell_accuracy", "eval/format", "eval/legal", "eval/game", "eval/nll",
@@ -356,7 +357,7 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
                        "--run_dir", str(tmp_path / "smoke")]) == 0
     out = capsys.readouterr().out
     assert "built-in tiny random-weight Qwen2.5-VL" in out and "Done: 2 steps" in out
-    assert "2 states x 2 responses per step" in out
+    assert "2 states x 2 responses per step (rollouts: hf)" in out
 
 
 @pytest.mark.slow
@@ -424,3 +425,34 @@ def test_a_cold_start_continued_from_another_records_every_stage(tmp_path):
     assert (record["steps"], record["seconds"], record["model"], record["seed"]) == (8, 3.0, "tiny", 0)
     assert [stage["teacher"] for stage in record["stages"]] == ["same-kind", "first-next"]
     assert not (target / STAGES_FILE).exists()
+
+
+def test_a_resumed_multi_rank_cold_start_records_the_command_that_rebuilds_it(tmp_path):
+    """A cold start started on 2 ranks, stopped and resumed to more steps, then shipped: its
+    stage's command is the original launch (torchrun, 2 ranks) at the final step count, not the
+    resume's arguments, and its seconds are every step's, not the last invocation's."""
+    import dataclasses
+
+    from learner.config import parse_args
+    from learner.sft import LAUNCH_FILE, launcher, ship, write_launch
+
+    run, export = tmp_path / "run", tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "model.safetensors").write_bytes(b"weights")
+    argv = ["--game", "shisensho", "--teacher", "first-next", "--steps", "4", "--seed", "5", "--run_dir", str(run)]
+    write_launch(run, argv, world_size=2)
+    assert json.loads((run / LAUNCH_FILE).read_text())["world_size"] == 2
+    # Steps 3-4 were logged twice (a run stopped after step 4's log, resumed from step 2's checkpoint).
+    rows = [(0, 0.0), (1, 2.0), (2, 2.0), (3, 9.0), (4, 9.0), (3, 2.5), (4, 2.5), (5, 2.5), (6, 2.5)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "seconds/step": t}) + "\n" for s, t in rows))
+    config = dataclasses.replace(parse_args(["--preset", "cold-start", *argv]), resume=str(run), steps=6,
+                                 ship_to=str(tmp_path / "shipped"))
+    resume_argv = ["--resume", str(run), "--steps", "6", "--ship_to", str(tmp_path / "shipped")]
+    target = ship({"export": str(export), "seconds": 1.0}, config, resume_argv, tmp_path / "shipped", world_size=2,
+                  run_dir=run)
+    record = json.loads((target / "jaxgym.json").read_text())
+    assert record["command"].startswith("python -m torch.distributed.run --nproc_per_node 2 learner/sft.py --game ")
+    assert "--steps 6 --seed 5" in record["command"] and "--resume" not in record["command"]
+    assert record["command"].endswith(f"--ship_to {tmp_path / 'shipped'}")
+    assert record["steps"] == 6 and record["seconds"] == pytest.approx(2.0 + 2.0 + 4 * 2.5)
+    assert launcher(1) == "python learner/sft.py"
