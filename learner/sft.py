@@ -273,12 +273,9 @@ def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_di
 
 def _run_seconds(run_dir: Path) -> float:
     """The seconds of every step of a run directory's metrics (the last record of each step)."""
-    import json
+    from learner.runlog import read_metrics
 
-    per_step: dict[int, float] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        per_step[int(row["step"])] = float(row.get("seconds/step", 0.0))
+    per_step = {int(row["step"]): float(row.get("seconds/step", 0.0)) for row in read_metrics(run_dir / "metrics.jsonl")}
     return sum(per_step.values())
 
 
