@@ -275,7 +275,8 @@ def _run_seconds(run_dir: Path) -> float:
     """The seconds of every step of a run directory's metrics (the last record of each step)."""
     from learner.runlog import read_metrics
 
-    per_step = {int(row["step"]): float(row.get("seconds/step", 0.0)) for row in read_metrics(run_dir / "metrics.jsonl")}
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    per_step = {int(row["step"]): float(row.get("seconds/step", 0.0)) for row in rows}
     return sum(per_step.values())
 
 
