@@ -341,7 +341,7 @@ class Breakout(Env):
             "current frame on the right, so you can see which way the ball moves."
         )
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         return (
             f"You are playing Breakout on a {GRID}x{GRID} grid. {self._frames_words()} Rows are counted "
             f"from 0 at the top to {GRID - 1} at the bottom, columns from 0 at the left to {GRID - 1} at the "

@@ -145,6 +145,10 @@ def check_int_param(name: str, value: Any, lo: int, hi: int | None = None) -> in
     return int(value)
 
 
+PROMPT_STYLES = ("game", "brief")
+"""The instruction styles of ``Env.prompt`` (``jaxgym.make``'s ``prompt`` parameter)."""
+
+
 class Env(abc.ABC):
     """Base class of the games. Subclasses set ``name``, ``version`` and ``num_actions``.
 
@@ -240,9 +244,23 @@ class Env(abc.ABC):
         """The perception text of one state (``describe`` has checked it is one)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither describe nor _describe")
 
-    @abc.abstractmethod
+    prompt_style: str = "game"
+    """Which instruction :meth:`prompt` gives (``jaxgym.make(..., prompt=...)``, one of
+    ``PROMPT_STYLES``): ``"game"``, the game's full rules and answer format (the paper's
+    protocol); ``"brief"``, one short line naming the game, for small models trained from
+    scratch, which cannot read the rules and for which the game's instruction (~500 tokens
+    of a tiny tokenizer, against ~100 for the board and the answer) is most of every
+    sequence's cost."""
+
     def prompt(self) -> str:
-        """The instruction shown to a model beside the rendered board."""
+        """The instruction shown to a model beside the rendered board (see ``prompt_style``)."""
+        if self.prompt_style == "brief":
+            return f"Play {self.name}: describe the board, reason, answer."
+        return self._prompt()
+
+    @abc.abstractmethod
+    def _prompt(self) -> str:
+        """The game's full instruction: its rules, the perception form and the answer form."""
 
     @abc.abstractmethod
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:

@@ -247,7 +247,7 @@ class Game2048(Env):
         board = np.asarray(state.board)
         return "\n".join("|".join(" - " if e == 0 else f" {2 ** int(e)} " for e in row) for row in board)
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         n = self.size
         return (
             f"You are playing 2048 on a {n}x{n} board, shown in the image. Each tile shows a "

@@ -17,7 +17,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from jaxgym.core import Env
+from jaxgym.core import PROMPT_STYLES, Env
 
 _REGISTRY: dict[str, dict[int, Callable[..., Env]]] = {}
 _PROTOCOLS: dict[str, Any] = {}
@@ -99,7 +99,11 @@ def _split_id(game_id: str) -> tuple[str, int | None]:
 def make(game_id: str, **params: Any) -> Env:
     """Build a game by id: a bare name (``"2048"``, the newest rule version) or a versioned
     id (``"2048-v0"``). Unknown ids and invalid parameters raise ``ValueError`` naming the
-    offending value and what is allowed, an ``image_size`` too small to draw the board included."""
+    offending value and what is allowed, an ``image_size`` too small to draw the board included.
+
+    Every game also takes ``prompt``: the style of ``env.prompt()``, ``"game"`` (the default,
+    the game's full instruction) or ``"brief"`` (one line naming the game; see
+    ``Env.prompt_style``)."""
     if not isinstance(game_id, str):
         raise ValueError(f"game id must be a string, got {game_id!r}; registered: {registered_games()}")
     name, version = _split_id(game_id)
@@ -117,11 +121,15 @@ def make(game_id: str, **params: Any) -> Env:
         p.name
         for p in inspect.signature(factory).parameters.values()
         if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
+    ] + ["prompt"]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for game {name!r}; allowed: {allowed}")
+    prompt_style = params.pop("prompt", "game")
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"prompt={prompt_style!r} is unknown for game {name!r}; allowed: {', '.join(PROMPT_STYLES)}")
     env = factory(**params)
+    env.prompt_style = prompt_style
     if "image_size" in params:
         # An explicit size may be too small for the board, which only the renderer can tell: build
         # it now (render() would build it anyway) so the error comes from make, not the first render.

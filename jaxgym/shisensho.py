@@ -544,7 +544,7 @@ class ShisenSho(Env):
     def _cell_example(self) -> str:
         return f"' {self.kind_names[1]} '"
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         n = self.size
         return (
             f"You are playing Shisen-Sho, a tile-matching game, on a {n}x{n} board shown in the "

@@ -579,7 +579,7 @@ class Sokoban(Env):
         board = np.asarray(state.board)
         return "\n".join("".join(CELL_CHARS[int(c)] for c in row) for row in board)
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         n = self.size
         return (
             f"You are playing Sokoban on the {n}x{n} board shown in the image. You are the "

@@ -564,7 +564,7 @@ class Swap(Env):
         names = [self.kind_name(k) for k in range(self.kinds)]
         return "\n".join(" | ".join(names[int(k)] for k in row) for row in board)
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         n = self.size
         colors = ", ".join(self.color_names)
         shapes = ", ".join(self.shape_names)

@@ -328,7 +328,7 @@ class Tetris(Env):
         board = np.asarray(state.board)
         return "\n".join("".join("#" if v else "." for v in row) for row in board)
 
-    def prompt(self) -> str:
+    def _prompt(self) -> str:
         return (
             f"You are playing Tetris in a well of {self.rows} rows and {self.cols} columns, shown "
             "in the image; the piece you must place now is drawn beside the well.\n"

@@ -40,6 +40,10 @@ class Wrapper(Env):
         return self.env.image_size
 
     @property
+    def prompt_style(self) -> str:  # type: ignore[override]
+        return self.env.prompt_style
+
+    @property
     def unwrapped(self) -> Env:
         return self.env.unwrapped if isinstance(self.env, Wrapper) else self.env
 
@@ -63,6 +67,9 @@ class Wrapper(Env):
 
     def prompt(self) -> str:
         return self.env.prompt()
+
+    def _prompt(self) -> str:
+        return self.env._prompt()
 
     def parse_answer(self, text: str) -> int | Literal["unparseable"]:
         return self.env.parse_answer(text)

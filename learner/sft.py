@@ -249,6 +249,15 @@ def with_steps(argv: list[str], steps: int) -> list[str]:
     return out if found else [*out, "--steps", str(steps)]
 
 
+def has_option(argv: list[str], key: str) -> bool:
+    """Whether ``argv`` sets config key ``key`` in any form the parser takes.
+
+    >>> [has_option(a, "ship_to") for a in (["--ship_to", "x"], ["--ship_to=x"], ["ship_to=x"], ["--ship"])]
+    [True, True, True, False]
+    """
+    return any(arg == f"--{key}" or arg.startswith((f"--{key}=", f"{key}=")) for arg in argv)
+
+
 def write_launch(run_dir: Path, argv: list[str], world_size: int) -> None:
     import json
 
@@ -266,7 +275,7 @@ def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_di
         return f"{launcher(world_size)} {shlex.join(argv)}", False
     started = json.loads(launch.read_text())
     rebuild = with_steps(list(started["argv"]), config.steps)
-    if config.ship_to and "--ship_to" not in rebuild:
+    if config.ship_to and not has_option(rebuild, "ship_to"):
         rebuild += ["--ship_to", config.ship_to]
     return f"{launcher(int(started['world_size']))} {shlex.join(rebuild)}", True
 

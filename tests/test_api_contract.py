@@ -181,6 +181,24 @@ def test_prompt_and_describe_are_text(env):
         assert text.count("\n") == np.asarray(state.board).shape[0] - 1
 
 
+@pytest.mark.parametrize("game", GAMES)
+def test_a_brief_prompt_names_the_game_in_one_line_and_changes_nothing_else(game):
+    full, brief = jaxgym.make(game, image_size=IMAGE), jaxgym.make(game, image_size=IMAGE, prompt="brief")
+    assert full.prompt_style == "game" and brief.prompt_style == "brief"
+    assert "\n" not in brief.prompt() and game in brief.prompt()
+    assert len(brief.prompt()) < len(full.prompt()) / 5
+    assert jaxgym.make(game, image_size=IMAGE, prompt="game").prompt() == full.prompt()
+    state = brief.reset(jax.random.key(0))
+    chex.assert_trees_all_equal(state, full.reset(jax.random.key(0)))
+    assert brief.describe(state) == full.describe(state)
+    assert np.array_equal(np.asarray(brief.render(state)), np.asarray(full.render(state)))
+
+
+def test_an_unknown_prompt_style_is_named_with_the_allowed_ones():
+    with pytest.raises(ValueError, match=r"prompt='short' is unknown .*allowed: game, brief"):
+        jaxgym.make("2048", prompt="short")
+
+
 @pytest.mark.slow
 def test_make_vec_gymnasium_adapter(env):
     venv = jaxgym.make_vec(env.name, 4, max_steps=2, image_size=IMAGE)
