@@ -110,7 +110,10 @@ class TrainConfig:
         "Linear learning-rate warm-up steps; then constant, or a cosine if ``min_lr_ratio`` < 1."))
     min_lr_ratio: float = option(1.0, (
         "1: constant learning rate after warm-up; below 1: a cosine from ``lr`` down to ``lr * min_lr_ratio`` "
-        "at the last of ``steps`` (a resume that changes ``steps`` reshapes it)."))
+        "at the last of ``steps`` (a resume that changes ``steps`` reshapes it; see ``lr_schedule_steps``)."))
+    lr_schedule_steps: int = option(0, (
+        "The step at which the cosine reaches its floor (0: ``steps``). A run stopped early keeps its schedule: "
+        "``--resume RUN --steps 1500 --lr_schedule_steps 3000`` ends step 1500 of a 3000-step cosine."))
     grad_clip: float = option(1.0, "Clip the global gradient norm to this (0: off).")
     micro_batch_size: int = option(8, "Sequences per forward/backward pass on one device.")
     logprob_micro_batch_size: int = option(16, "Sequences per no-grad pass (old and reference log-probs).")
@@ -184,6 +187,7 @@ class TrainConfig:
         need(self.weight_decay >= 0, "weight_decay", ">= 0")
         need(self.warmup_steps >= 0, "warmup_steps", ">= 0")
         need(0 < self.min_lr_ratio <= 1, "min_lr_ratio", "in (0, 1]")
+        need(self.lr_schedule_steps >= 0, "lr_schedule_steps", ">= 0 (0: steps)")
         need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 disables clipping)")
         need(self.micro_batch_size >= 1, "micro_batch_size", ">= 1")
         need(self.logprob_micro_batch_size >= 1, "logprob_micro_batch_size", ">= 1")

@@ -275,6 +275,8 @@ def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_di
         return f"{launcher(world_size)} {shlex.join(argv)}", False
     started = json.loads(launch.read_text())
     rebuild = with_steps(list(started["argv"]), config.steps)
+    if config.lr_schedule_steps and not has_option(rebuild, "lr_schedule_steps"):
+        rebuild += ["--lr_schedule_steps", str(config.lr_schedule_steps)]  # a run stopped before its schedule ended
     if config.ship_to and not has_option(rebuild, "ship_to"):
         rebuild += ["--ship_to", config.ship_to]
     return f"{launcher(int(started['world_size']))} {shlex.join(rebuild)}", True

@@ -182,7 +182,7 @@ class GRPOTrainer:
             betas=(config.adam_beta1, config.adam_beta2),
             eps=config.adam_eps,
             warmup_steps=config.warmup_steps,
-            total_steps=config.steps,
+            total_steps=config.lr_schedule_steps or config.steps,
             min_lr_ratio=config.min_lr_ratio,
             grad_clip=config.grad_clip,
             gradient_checkpointing=config.gradient_checkpointing,

@@ -186,6 +186,19 @@ def test_cold_start_loss_falls_on_a_fixed_tiny_batch(tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
 
 
+def test_a_run_stopped_early_keeps_the_cosine_of_its_schedule(tmp_path):
+    """``lr_schedule_steps``: 3 steps of a 6-step cosine take the learning rates of its first 3
+    steps, not those of a cosine squeezed into 3."""
+    from learner.engine import warmup_then_cosine
+
+    trainer = _cold_start(tmp_path, "cosine", steps=3, lr_schedule_steps=6, min_lr_ratio=0.5, eval_every=0)
+    _fixed_batch(trainer)
+    rates = [trainer.train_step()["lr"] for _ in range(3)]
+    expected = [3e-3 * warmup_then_cosine(0, 6, 0.5)(step) for step in (1, 2, 3)]  # logged after each update
+    assert rates == pytest.approx(expected), (rates, expected)
+    assert rates[-1] == pytest.approx(3e-3 * 0.75)  # half-way down; a 3-step cosine would be at its floor
+
+
 def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
     """The blindness pitfall: training must score tokens exactly as generation produces them.
 
@@ -455,4 +468,11 @@ def test_a_resumed_multi_rank_cold_start_records_the_command_that_rebuilds_it(tm
     assert "--steps 6 --seed 5" in record["command"] and "--resume" not in record["command"]
     assert record["command"].endswith(f"--ship_to {tmp_path / 'shipped'}")
     assert record["steps"] == 6 and record["seconds"] == pytest.approx(2.0 + 2.0 + 4 * 2.5)
+    # Stopped at step 3 of its 4-step cosine and shipped from there: the rebuild keeps the schedule.
+    early = dataclasses.replace(config, steps=3, lr_schedule_steps=4, ship_to=f"{tmp_path / 'early'}")
+    early_argv = ["--resume", str(run), "--steps", "3", "--lr_schedule_steps", "4", f"--ship_to={tmp_path / 'early'}"]
+    target = ship({"export": str(export)}, early, early_argv, tmp_path / "early", world_size=2, run_dir=run)
+    command = json.loads((target / "jaxgym.json").read_text())["command"]
+    assert "--steps 3 --seed 5" in command and command.count("--ship_to") == 1, command
+    assert command.endswith(f"--lr_schedule_steps 4 --ship_to {tmp_path / 'early'}"), command
     assert launcher(1) == "python learner/sft.py"
