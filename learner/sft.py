@@ -227,26 +227,29 @@ def launcher(world_size: int) -> str:
     return f"python -m torch.distributed.run --nproc_per_node {world_size} learner/sft.py"
 
 
-def with_steps(argv: list[str], steps: int) -> list[str]:
-    """``argv`` with its step count set to ``steps`` (in whichever form it was given).
+def with_option(argv: list[str], key: str, value: Any) -> list[str]:
+    """``argv`` with config key ``key`` set to ``value``, in whichever form it was given
+    (appended as ``--key value`` where it was not).
 
-    >>> with_steps(["--game", "2048", "--steps", "5"], 9), with_steps(["steps=5"], 9), with_steps([], 9)
-    (['--game', '2048', '--steps', '9'], ['steps=9'], ['--steps', '9'])
+    >>> with_option(["--game", "2048", "--steps", "5"], "steps", 9), with_option(["steps=5"], "steps", 9)
+    (['--game', '2048', '--steps', '9'], ['steps=9'])
+    >>> with_option(["--steps=5"], "lr_schedule_steps", 9)
+    ['--steps=5', '--lr_schedule_steps', '9']
     """
     out, found, skip = [], False, False
     for index, arg in enumerate(argv):
         if skip:
             skip = False
             continue
-        if arg == "--steps" and index + 1 < len(argv):
-            out += ["--steps", str(steps)]
+        if arg == f"--{key}" and index + 1 < len(argv):
+            out += [f"--{key}", str(value)]
             found = skip = True
-        elif arg.startswith(("--steps=", "steps=")):
-            out.append(arg.split("=", 1)[0] + f"={steps}")
+        elif arg.startswith((f"--{key}=", f"{key}=")):
+            out.append(arg.split("=", 1)[0] + f"={value}")
             found = True
         else:
             out.append(arg)
-    return out if found else [*out, "--steps", str(steps)]
+    return out if found else [*out, f"--{key}", str(value)]
 
 
 def has_option(argv: list[str], key: str) -> bool:
@@ -274,9 +277,9 @@ def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_di
     if launch is None or not launch.is_file():
         return f"{launcher(world_size)} {shlex.join(argv)}", False
     started = json.loads(launch.read_text())
-    rebuild = with_steps(list(started["argv"]), config.steps)
-    if config.lr_schedule_steps and not has_option(rebuild, "lr_schedule_steps"):
-        rebuild += ["--lr_schedule_steps", str(config.lr_schedule_steps)]  # a run stopped before its schedule ended
+    rebuild = with_option(list(started["argv"]), "steps", config.steps)
+    if config.lr_schedule_steps or has_option(rebuild, "lr_schedule_steps"):  # e.g. stopped before its cosine ended
+        rebuild = with_option(rebuild, "lr_schedule_steps", config.lr_schedule_steps)
     if config.ship_to and not has_option(rebuild, "ship_to"):
         rebuild += ["--ship_to", config.ship_to]
     return f"{launcher(int(started['world_size']))} {shlex.join(rebuild)}", True
