@@ -305,7 +305,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 RESUME_SAFE_KEYS = ("steps", "lr_schedule_steps", "run_dir", "resume", "dump_every", "dump_groups", "save_every",
-                    "keep_checkpoints", "eval_every", "export", "tensorboard", "progress", "torch_threads")
+                    "keep_checkpoints", "eval_every", "export", "ship_to", "tensorboard", "progress", "torch_threads")
 """The keys a resumed run may set differently from the run it continues: how long it runs (and
 so where its cosine ends) and what it logs and keeps. Everything else shapes the training
 itself (the game, the model, the optimizer, the batch) and must stay what the checkpoint was
