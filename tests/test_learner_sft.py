@@ -276,6 +276,14 @@ def test_cold_start_cli_evaluates_exports_and_resumes(tmp_path, capsys):
     assert "eval/P_acc" in lines[2] and "eval/P_acc" in lines[3] and "eval/P_acc" not in lines[1]
     model, _ = load_policy(str(run / "export"))
     assert model.config.text_config.hidden_size == 128
+    # A finished run shipped from its last checkpoint, with no more steps: the README's way to
+    # ship a run stopped early (--lr_schedule_steps keeps the cosine of its launch).
+    shipped = tmp_path / "shipped"
+    assert sft.main(["--resume", str(run), "--steps", "3", "--lr_schedule_steps", "5", "--progress", "false",
+                     "--ship_to", str(shipped)]) == 0
+    record = json.loads((shipped / "jaxgym.json").read_text())
+    assert record["steps"] == 3 and "--lr_schedule_steps 5 --ship_to" in record["command"]
+    assert "--resume" not in record["command"]
     assert sft.main(["--teacher", "best", "--run_dir", str(tmp_path / "bad")]) == 2
     assert "teacher='best' is unknown" in capsys.readouterr().err
 
@@ -362,7 +370,7 @@ def test_the_main_job_starts_from_the_shipped_cold_start_and_the_tiny_smoke_run_
     assert "the shipped cold-started tiny checkpoint" in out and "rebuild: python learner/sft.py" in out
     assert "Greedy game reward on the held-out states:" in out and "at step 0" in out
     config = yaml.safe_load((tmp_path / "main" / "config.yaml").read_text())
-    assert config["game_params"] == {"size": 4, "colors": 8, "shapes": 1, "image_size": 168}
+    assert config["game_params"] == {"size": 4, "colors": 8, "shapes": 1, "image_size": 168, "prompt": "brief"}
     assert config["sample_mode"] == "random-depth" and config["sample_depth"] == 6
     assert config["max_response_tokens"] > 32  # fits the format, not the old 32
     # The old main job: the random-weight tiny model, a pipeline smoke run.
