@@ -191,8 +191,8 @@ SHIPPED_RUN_PER_GAME: dict[str, dict[str, Any]] = {
     # 3e-4 wore earlier cold starts' reading down (held-out cell accuracy 0.955 -> 0.66-0.80 in
     # 40-80 steps). Groups of 8: the cold start picks one of the first tile's 1-3 partners at
     # random (its `first-same-kind` teacher), so a group of 4 often names one pair only and
-    # gives no gradient. 100 steps (~2.3 s each with the brief prompt) and 64 held-out boards
-    # (a greedy reward on 32 moves by +-0.1 between evaluations of the same model).
+    # gives no gradient. 100 steps (2.4-2.5 s each with the brief prompt) and 64 held-out boards
+    # (at a legal rate of 0.8 one s.e. of the greedy reward is 0.14 on 32 boards, 0.10 on 64).
     "shisensho": dict(steps=100, group_size=8, lr=3e-4, w_perception=1.0, eval_every=20, eval_states=64),
 }
 
