@@ -80,8 +80,7 @@ class ScriptedPolicy:
 def played():
     env = CountingEnv(jaxgym.make("sokoban", size=5, boxes=1, image_size=56))
     runner = EpisodeRunner(env, history=2, w_format=0.0, w_perception=0.0)
-    start = env.from_board(LEVEL)
-    starts = jax.tree_util.tree_map(lambda leaf: jnp.stack([leaf, leaf]), start)  # G = 2 identical starts
+    starts = two_copies(env.from_board(LEVEL))  # G = 2 identical starts
     calls = {"observe": 0, "turn": 0}
     observe, turn = runner._compiled(len(SCRIPTS))
 
@@ -268,3 +267,34 @@ def test_exact_state_groups_rejects_bad_shapes():
     with pytest.raises(ValueError, match="hashes must have shape"):
         exact_state_groups(states, hashes[:, :1], np.ones((4, 2), bool), 2)
     assert exact_state_groups(states, hashes, np.ones((4, 2), bool), 2).tolist() == [[[0, 1], [0, 1]]] * 2
+
+
+@pytest.mark.slow
+def test_equal_moves_from_equal_states_stay_equal_in_a_random_game():
+    """2048 spawns a tile at random after each move: the episodes of one start state share
+    the step key of each turn, so equal move sequences reach equal states (one step group
+    per turn) while the other start state's episodes draw their own spawns."""
+    env = jaxgym.make("2048", image_size=64)
+    starts = two_copies(env.reset(jax.random.key(0)))
+    scripts = [["up", "left", "down"], ["up", "left", "down"], ["up", "right", "down"]]
+    words = {"up": 0, "right": 1, "down": 2, "left": 3}
+
+    def policy(observation):
+        return [answer(str(words[scripts[int(e) % 3][observation.turn]])) for e in observation.episodes]
+
+    episodes = EpisodeRunner(env, history=1).play(starts, policy, group_size=3, turns=3, key=jax.random.key(5))
+    assert episodes.mask.all()
+    groups = episodes.step_groups()
+    for g in range(2):
+        assert groups[g, 0].tolist() == groups[g, 1].tolist()  # the same moves: the same states throughout
+        assert groups[g, 2, :2].tolist() == groups[g, 0, :2].tolist()  # the shared first move
+        board = episodes.grouped(episodes.states.board)[g]
+        assert (groups[g, 2, 2] == groups[g, 0, 2]) == np.array_equal(board[2, 2], board[0, 2])
+    # The two start states are equal, but their spawns come from different keys.
+    board = episodes.grouped(episodes.states.board)
+    assert not np.array_equal(board[0, 0, 1:], board[1, 0, 1:])
+
+
+def two_copies(state):
+    """A batch of two copies of one state (G = 2)."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.stack([leaf, leaf]), state)
