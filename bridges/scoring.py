@@ -104,6 +104,13 @@ def parse_action(env: Env, response: object) -> tuple[int, bool]:
     return int(action), True
 
 
+def response_components(env: Env, response: object, truth: str) -> tuple[int, bool, float, float]:
+    """The host-side part of scoring one response: ``(action, parsed, format, perception)``,
+    with ``truth`` the ``env.describe`` of the state it answers."""
+    action, parsed = parse_action(env, response)
+    return action, parsed, float(format_ok(response)), float(perception_ok(response, truth))
+
+
 def unbatch(states: State, index: int) -> State:
     """State ``index`` of a host-side (numpy) batch, for ``env.describe``."""
     return jax.tree_util.tree_map(lambda x: x[index], states)
@@ -172,9 +179,7 @@ class GroupScorer:
         perc = np.empty((batch, n), np.float32)
         for b, group in enumerate(responses):
             for i, response in enumerate(group):
-                actions[b, i], parsed[b, i] = parse_action(self.env, response)
-                fmt[b, i] = format_ok(response)
-                perc[b, i] = perception_ok(response, truths[b])
+                actions[b, i], parsed[b, i], fmt[b, i], perc[b, i] = response_components(self.env, response, truths[b])
 
         keys = jax.random.split(key, batch)
         p = self.protocol

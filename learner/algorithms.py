@@ -249,3 +249,200 @@ def grpo_loss(
         loss = loss + kl_coef * aggregate(kl, mask, aggregation, normalizer)
         sums["kl"] = float((kl.detach() * maskf).sum())
     return loss, sums
+
+
+# -- multi-turn credit -----------------------------------------------------------------------
+#
+# Shapes: ``G`` start states, ``n`` episodes from each, ``K`` turns (right-padded: an episode
+# that ended after ``L < K`` turns has ``turn_mask`` 1 on turns ``0..L-1`` and 0 after).
+# ``rewards`` are the per-turn rewards (0 on padding). The bandit is ``K = 1``: there the
+# episode advantage is exactly :func:`group_advantages` of the rewards.
+
+
+def _check_turn_mask(values: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+    """``turn_mask`` as bool, checked: the shape of ``values`` and a prefix of played turns."""
+    if values.ndim < 1 or turn_mask.shape != values.shape:
+        raise ValueError(f"turn_mask must have the shape of the rewards {tuple(values.shape)}, "
+                         f"got {tuple(turn_mask.shape)}")
+    mask = turn_mask.bool()
+    if (mask[..., 1:] & ~mask[..., :-1]).any():
+        raise ValueError("turn_mask must be a prefix of played turns (1s then 0s along the last dim); "
+                         "a played turn follows a padded one")
+    return mask
+
+
+def discounted_returns(rewards: torch.Tensor, turn_mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Per-turn discounted returns ``R_t = r_t + gamma * R_{t+1}`` of padded episodes.
+
+    Args:
+        rewards: ``(..., K)`` float, the reward of each turn.
+        turn_mask: ``(..., K)``, 1 on played turns (a prefix), 0 on padding; the return
+            stops at an episode's last played turn (its rewards past it are ignored).
+        gamma: discount in ``[0, 1]``.
+
+    Returns:
+        ``(..., K)`` float32 returns, 0 on padding.
+
+    >>> discounted_returns(torch.tensor([[1.0, 2.0, 4.0], [1.0, 5.0, 9.0]]),
+    ...                    torch.tensor([[1, 1, 1], [1, 1, 0]]), gamma=0.5)
+    tensor([[3.0000, 4.0000, 4.0000],
+            [3.5000, 5.0000, 0.0000]])
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma={gamma} is out of range; allowed: 0 <= gamma <= 1")
+    mask = _check_turn_mask(rewards, turn_mask)
+    played = torch.where(mask, rewards.float(), torch.zeros((), dtype=torch.float32))
+    returns = torch.zeros_like(played)
+    running = torch.zeros_like(played[..., 0])
+    for t in range(played.shape[-1] - 1, -1, -1):
+        running = played[..., t] + gamma * running
+        returns[..., t] = running
+    return torch.where(mask, returns, torch.zeros_like(returns))
+
+
+def episode_advantages(
+    returns: torch.Tensor,
+    turn_mask: torch.Tensor,
+    *,
+    std_normalize: bool = True,
+    eps: float = 1e-6,
+    unbiased: bool = True,
+) -> torch.Tensor:
+    """``episode`` credit: GRPO over the ``n`` episodes of each start state, every played
+    turn getting its episode's advantage ``(R - mean_group) / (std_group + eps)``, with
+    ``R = returns[..., 0]`` the episode's discounted return (the std convention of
+    :func:`group_advantages`, whose zero-variance rule applies too).
+
+    Args:
+        returns: ``(G, n, K)`` from :func:`discounted_returns`.
+        turn_mask: ``(G, n, K)``.
+
+    Returns:
+        ``(G, n, K)``, 0 on padding.
+
+    >>> returns = torch.tensor([[[2.0, 1.0], [0.0, 0.0]]])
+    >>> episode_advantages(returns, torch.tensor([[[1, 1], [1, 0]]]))
+    tensor([[[ 0.7071,  0.7071],
+             [-0.7071,  0.0000]]])
+    """
+    if returns.ndim != 3:
+        raise ValueError(f"returns must have shape (groups, group_size, turns), got {tuple(returns.shape)}")
+    mask = _check_turn_mask(returns, turn_mask)
+    per_episode = group_advantages(returns[..., 0], std_normalize=std_normalize, eps=eps, unbiased=unbiased)
+    return torch.where(mask, per_episode[..., None].expand_as(returns), torch.zeros((), dtype=per_episode.dtype))
+
+
+def step_advantages(
+    returns: torch.Tensor,
+    step_groups: torch.Tensor,
+    turn_mask: torch.Tensor,
+    *,
+    std_normalize: bool = True,
+    eps: float = 1e-6,
+    unbiased: bool = True,
+) -> torch.Tensor:
+    """The step-level advantage of GiGPO with exact state identity: within one start state's
+    ``n`` episodes, the played turns whose states are equal form a step group (ids from
+    ``bridges.episodes.exact_state_groups``), and each turn's discounted return is compared
+    with its step group's: ``(R_t - mean_step_group) / (std_step_group + eps)``, the std
+    convention of :func:`group_advantages`. A step group whose returns are all equal, a
+    singleton included, gives exactly 0: a state that only one episode reached says nothing
+    about which action was better there.
+
+    Args:
+        returns: ``(G, n, K)`` from :func:`discounted_returns`.
+        step_groups: ``(G, n, K)`` int, the step group id of each turn, local to its start
+            state (``0..``; two turns of different start states never share a group); any
+            value on padding (ignored).
+        turn_mask: ``(G, n, K)``.
+
+    Returns:
+        ``(G, n, K)``, 0 on padding.
+
+    >>> returns = torch.tensor([[[3.0, 1.0], [1.0, 0.0], [2.0, 2.0]]])
+    >>> ids = torch.tensor([[[0, 1], [0, 2], [0, 3]]])  # every turn 0 saw the start state
+    >>> step_advantages(returns, ids, torch.ones(1, 3, 2))
+    tensor([[[ 1.0000,  0.0000],
+             [-1.0000,  0.0000],
+             [ 0.0000,  0.0000]]])
+    """
+    if returns.ndim != 3 or step_groups.shape != returns.shape:
+        raise ValueError(f"returns and step_groups must both have shape (groups, group_size, turns), "
+                         f"got {tuple(returns.shape)} and {tuple(step_groups.shape)}")
+    mask = _check_turn_mask(returns, turn_mask)
+    ids = step_groups.long()
+    if ((ids < 0) & mask).any():
+        raise ValueError("step_groups must be >= 0 on every played turn (padding may hold any value)")
+    groups, size, turns = returns.shape
+    # One flat id per (start state, step group); padded turns go to a spare bucket.
+    span = int(ids[mask].max()) + 1 if mask.any() else 1
+    flat = torch.where(mask, ids + span * torch.arange(groups)[:, None, None], groups * span).reshape(-1)
+    values = torch.where(mask, returns.float(), torch.zeros((), dtype=torch.float32)).reshape(-1)
+    buckets = groups * span + 1
+    count = torch.zeros(buckets).index_add_(0, flat, torch.ones_like(values))
+    mean = torch.zeros(buckets).index_add_(0, flat, values) / count.clamp(min=1.0)
+    centered = values - mean[flat]
+    if std_normalize:
+        squares = torch.zeros(buckets).index_add_(0, flat, centered.square())
+        dof = (count - 1.0) if unbiased else count
+        std = torch.sqrt(squares / dof.clamp(min=1.0))
+        centered = centered / (std[flat] + eps)
+    # Exactly 0 where the step group's returns are all equal (singletons included).
+    high = torch.full((buckets,), -torch.inf).scatter_reduce(0, flat, values, "amax")
+    low = torch.full((buckets,), torch.inf).scatter_reduce(0, flat, values, "amin")
+    constant = (high == low)[flat]
+    advantages = torch.where(constant, torch.zeros_like(centered), centered).reshape(groups, size, turns)
+    return torch.where(mask, advantages, torch.zeros_like(advantages))
+
+
+def step_credit_advantages(
+    returns: torch.Tensor,
+    step_groups: torch.Tensor,
+    turn_mask: torch.Tensor,
+    *,
+    step_weight: float = 1.0,
+    std_normalize: bool = True,
+    eps: float = 1e-6,
+    unbiased: bool = True,
+) -> torch.Tensor:
+    """``step`` credit: :func:`episode_advantages` ``+ step_weight *`` :func:`step_advantages`
+    (GiGPO's sum with its ``step_advantage_w``, default 1). A turn whose state no other
+    episode of its group reached gets the episode advantage alone.
+
+    Args:
+        returns, step_groups, turn_mask: ``(G, n, K)``, as in :func:`step_advantages`.
+        step_weight: the weight of the step-level term (``>= 0``; 0 is ``episode`` credit).
+
+    Returns:
+        ``(G, n, K)``, 0 on padding.
+
+    >>> returns = torch.tensor([[[3.0, 1.0], [1.0, 0.0]]])
+    >>> step_credit_advantages(returns, torch.tensor([[[0, 1], [0, 2]]]), torch.ones(1, 2, 2), step_weight=0.5)
+    tensor([[[ 1.0607,  0.7071],
+             [-1.0607, -0.7071]]])
+    """
+    if step_weight < 0:
+        raise ValueError(f"step_weight={step_weight} must be >= 0")
+    options = dict(std_normalize=std_normalize, eps=eps, unbiased=unbiased)
+    episode = episode_advantages(returns, turn_mask, **options)
+    if step_weight == 0:
+        return episode
+    return episode + step_weight * step_advantages(returns, step_groups, turn_mask, **options)
+
+
+def step_group_coverage(step_groups: torch.Tensor, turn_mask: torch.Tensor) -> float:
+    """The share of played turns whose step group has another member (a log metric: how
+    often ``step`` credit has something to compare). Ids are local to the first dim.
+
+    >>> step_group_coverage(torch.tensor([[[0, 1], [0, 2]]]), torch.ones(1, 2, 2))
+    0.5
+    """
+    mask = turn_mask.bool()
+    played = int(mask.sum())
+    if played == 0:
+        return 0.0
+    found = 0
+    for ids, valid in zip(step_groups, mask):
+        _, inverse, counts = torch.unique(ids[valid], return_inverse=True, return_counts=True)
+        found += int((counts[inverse] > 1).sum())
+    return found / played
