@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = """
 import sys, time
 from pathlib import Path
-from types import SimpleNamespace
 if sys.argv[1] == "evaluate":
     from learner import evaluate as command
 else:
@@ -52,6 +51,16 @@ def _environment() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(REPO)}
 
 
+def _until_ready(process: subprocess.Popen) -> str:
+    """The process's output up to its "ready" line (start-up logs may come first)."""
+    lines = []
+    for line in process.stdout:
+        if line.strip() == "ready":
+            return "".join(lines)
+        lines.append(line)
+    raise AssertionError("the process ended before it was ready:\n" + "".join(lines))
+
+
 @pytest.mark.slow
 def test_three_evaluations_and_three_trainings_started_together_get_separate_complete_runs(tmp_path):
     go = tmp_path / "go"
@@ -60,10 +69,14 @@ def test_three_evaluations_and_three_trainings_started_together_get_separate_com
     processes = [subprocess.Popen([sys.executable, "-c", LAUNCHER, kind, str(go), *argv], cwd=tmp_path,
                                   env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for kind, argv in commands]
-    for process in processes:
-        assert process.stdout.readline().strip() == "ready", process.communicate()[0]
-    go.write_text(str(math.ceil(time.time()) + 1.05))  # just after a second starts: all six inside it
-    outputs = [process.communicate(timeout=900)[0] for process in processes]
+    try:
+        before = [_until_ready(process) for process in processes]
+        go.write_text(str(math.ceil(time.time()) + 1.05))  # just after a second starts: all six inside it
+        outputs = [out + process.communicate(timeout=900)[0] for process, out in zip(processes, before, strict=True)]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
     for process, out in zip(processes, outputs, strict=True):
         assert process.returncode == 0, out
 
