@@ -29,9 +29,11 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import re
+import signal
 import sys
-import time
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +46,9 @@ import numpy as np
 import jaxgym
 from bridges import cli
 from bridges.cli import option
-from bridges.policies import Observation, Policy, PolicyError, RequestFailure, make_policy, policy_kinds
+from bridges.policies import Observation, Policy, PolicyError, RequestFailure, make_policy, not_text, policy_kinds
 from bridges.protocol import EVAL_PROTOCOLS, GameProtocol, eval_preset, parse_game_params, protocol_for
+from bridges.rundirs import claim_file, create_run_dir
 from bridges.sampler import StateSampler
 from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
 from bridges.torch_io import prompts_for
@@ -54,6 +57,15 @@ from jaxgym.wrappers import AutoReset
 from renderers.draw import blend
 
 FrameSink = Callable[[int, np.ndarray, list[dict[str, Any]] | None], None]
+
+MAX_STORED_RESPONSE = 32_768
+"""Characters of a response kept in a step's record (it is parsed whole); the rest is cut and
+``response_cut`` says how many, so ``eval.json`` stays readable whatever a model sends."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived during an evaluation run from the command line (raised by its handler, so the
+    run unwinds like Ctrl-C and keeps the steps it did)."""
 
 
 @dataclass
@@ -66,8 +78,11 @@ class EvalResult:
             ``"unparseable"``), ``legal``, ``raw_reward``, ``points`` (what the step adds to
             the score), ``cumulative``, ``episode_end``, ``format``, ``perception``,
             ``request_error`` (why the policy's request failed, or None: such a step's
-            response is empty and scored as unparseable).
+            response is empty and scored as unparseable); ``response_cut`` where the response
+            was longer than :data:`MAX_STORED_RESPONSE` characters: how many were not stored.
         scores: float64 ``(runs,)``, each run's score.
+        steps: the steps every run did (fewer than asked where the evaluation stopped early).
+        stopped: why the evaluation stopped before all its steps (None: it did them all).
     """
 
     game: str
@@ -80,6 +95,7 @@ class EvalResult:
     records: list[list[dict[str, Any]]]
     scores: np.ndarray
     config: dict[str, Any] = field(default_factory=dict)
+    stopped: str | None = None
 
     @property
     def cumulative(self) -> np.ndarray:
@@ -128,8 +144,8 @@ class EvalResult:
             "mean": float(scores.mean()),
             "std": std,
             "stderr": std / math.sqrt(len(scores)) if len(scores) else 0.0,
-            "min": float(scores.min()),
-            "max": float(scores.max()),
+            "min": float(scores.min()) if len(scores) else 0.0,
+            "max": float(scores.max()) if len(scores) else 0.0,
             **rates,
             "request_errors": sum(t["request_errors"] for t in totals),
             "request_error_rate": sum(t["request_errors"] for t in totals) / max(1, self.runs * self.steps),
@@ -140,6 +156,8 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         totals = self.run_totals()
         return {
+            "complete": self.stopped is None,
+            "stopped": self.stopped,
             "config": {
                 "game": self.game,
                 "policy": self.policy,
@@ -162,6 +180,38 @@ def _answer_text(env: Env, action: int | None) -> str:
     return text.removeprefix("<answer>").removesuffix("</answer>").strip()
 
 
+def checked_responses(responses: Sequence[Any], policy_name: str) -> list[str]:
+    """``responses`` with every one that is not text (bytes, None, a number, ...) replaced by a
+    :class:`RequestFailure` naming what came back: a counted request error with a warning, never
+    an empty answer silently scored as unparseable."""
+    checked: list[str] = []
+    for i, response in enumerate(responses):
+        if isinstance(response, str):
+            checked.append(response)
+            continue
+        problem = f"policy {policy_name} returned {not_text(response)} for board {i}, not a response text"
+        warnings.warn(f"{problem}; counted as a request error", RuntimeWarning, stacklevel=3)
+        checked.append(RequestFailure(problem))
+    return checked
+
+
+def stop_reason(error: BaseException) -> str:
+    """Why an evaluation stopped early, in words, for ``eval.json``'s ``stopped``."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (SIGINT, Ctrl-C)"
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)"
+    if isinstance(error, PolicyError):
+        return f"policy error: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _stored(response: str) -> tuple[str, int]:
+    """The response text a record keeps, and how many characters were cut from it."""
+    cut = len(response) - MAX_STORED_RESPONSE
+    return (response[:MAX_STORED_RESPONSE], cut) if cut > 0 else (str(response), 0)
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled_eval_fns(env: Env) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """Batched auto-resetting step and render, compiled once per env."""
@@ -179,6 +229,7 @@ def evaluate(
     protocol: GameProtocol | None = None,
     frame_sink: FrameSink | None = None,
     progress: Any = None,
+    on_stop: Callable[[EvalResult, BaseException], None] | None = None,
 ) -> EvalResult:
     """Run the evaluation protocol (module doc) and return every step's record.
 
@@ -193,6 +244,10 @@ def evaluate(
             step (``records`` is that step's k records) and once after the last step with
             ``records=None``: videos are written through it.
         progress: an optional tqdm-like object with ``update(n)``.
+        on_stop: called with the steps done so far (an :class:`EvalResult` whose ``stopped``
+            says why) and the exception, when anything (a policy error, Ctrl-C, SIGTERM raised
+            as :class:`Terminated`) stops the run before its last step; the exception then
+            propagates. The command line writes ``eval.json`` from it.
     """
     checks = (("runs", runs, 1), ("steps", steps, 1), ("seed", seed, None), ("warmup", warmup, 0))
     for name, value, lo in checks:
@@ -211,58 +266,74 @@ def evaluate(
 
     records: list[list[dict[str, Any]]] = [[] for _ in range(runs)]
     totals = np.zeros(runs, np.float64)
-    for t in range(steps):
-        key, policy_key, step_key = jax.random.split(key, 3)
-        responses = policy(Observation(images=images, prompts=prompts, states=states, key=policy_key))
-        if isinstance(responses, str) or len(responses) != runs:
-            raise PolicyError(f"policy {policy.name} returned {len(responses)} responses for {runs} boards")
-        host = jax.device_get(states)
-        parsed = [parse_action(env, response) for response in responses]
-        actions = np.array([a for a, _ in parsed], np.int32)
-        nxt = step_fn(states, actions, jax.random.split(step_key, runs))
-        raw = np.asarray(nxt.reward, np.float64)
-        legal = np.asarray(nxt.last_action_legal)
-        ended = np.asarray(nxt.terminated | nxt.truncated)
-        points = np.asarray(protocol.eval_points(raw), np.float64)
-        step_records = []
-        for r in range(runs):
-            action = int(actions[r]) if parsed[r][1] else None
-            totals[r] += points[r]
-            record = {
-                "step": t,
-                "response": responses[r],
-                "action": action,
-                "answer": _answer_text(env, action),
-                "legal": bool(legal[r]),
-                "raw_reward": float(raw[r]),
-                "points": float(points[r]),
-                "cumulative": float(totals[r]),
-                "episode_end": bool(ended[r]),
-                "format": int(format_ok(responses[r])),
-                "perception": int(perception_ok(responses[r], env.describe(unbatch(host, r)))),
-                "request_error": responses[r].error if isinstance(responses[r], RequestFailure) else None,
-            }
-            records[r].append(record)
-            step_records.append(record)
+
+    def result(stopped: str | None = None) -> EvalResult:
+        return EvalResult(
+            game=env.id,
+            policy=policy.name,
+            runs=int(runs),
+            steps=len(records[0]),
+            seed=int(seed),
+            warmup=int(warmup),
+            eval_score=protocol.eval_score,
+            records=records,
+            scores=totals.copy(),
+            stopped=stopped,
+        )
+
+    try:
+        for t in range(steps):
+            key, policy_key, step_key = jax.random.split(key, 3)
+            responses = policy(Observation(images=images, prompts=prompts, states=states, key=policy_key))
+            if isinstance(responses, str) or len(responses) != runs:
+                raise PolicyError(f"policy {policy.name} returned {len(responses)} responses for {runs} boards")
+            responses = checked_responses(responses, policy.name)
+            host = jax.device_get(states)
+            parsed = [parse_action(env, response) for response in responses]
+            actions = np.array([a for a, _ in parsed], np.int32)
+            nxt = step_fn(states, actions, jax.random.split(step_key, runs))
+            raw = np.asarray(nxt.reward, np.float64)
+            legal = np.asarray(nxt.last_action_legal)
+            ended = np.asarray(nxt.terminated | nxt.truncated)
+            points = np.asarray(protocol.eval_points(raw), np.float64)
+            step_records = []
+            for r in range(runs):
+                action = int(actions[r]) if parsed[r][1] else None
+                text, cut = _stored(responses[r])
+                record = {
+                    "step": t,
+                    "response": text,
+                    "action": action,
+                    "answer": _answer_text(env, action),
+                    "legal": bool(legal[r]),
+                    "raw_reward": float(raw[r]),
+                    "points": float(points[r]),
+                    "cumulative": float(totals[r] + points[r]),
+                    "episode_end": bool(ended[r]),
+                    "format": int(format_ok(responses[r])),
+                    "perception": int(perception_ok(responses[r], env.describe(unbatch(host, r)))),
+                    "request_error": responses[r].error if isinstance(responses[r], RequestFailure) else None,
+                }
+                if cut:
+                    record["response_cut"] = cut
+                step_records.append(record)
+            # A step counts for all runs or none: what is kept when the run stops is whole steps.
+            totals += points
+            for r, record in enumerate(step_records):
+                records[r].append(record)
+            if frame_sink is not None:
+                frame_sink(t, np.asarray(images), step_records)
+            states = nxt
+            images = render_fn(states)
+            if progress is not None:
+                progress.update(1)
         if frame_sink is not None:
-            frame_sink(t, np.asarray(images), step_records)
-        states = nxt
-        images = render_fn(states)
-        if progress is not None:
-            progress.update(1)
-    if frame_sink is not None:
-        frame_sink(steps, np.asarray(images), None)
-    return EvalResult(
-        game=env.id,
-        policy=policy.name,
-        runs=int(runs),
-        steps=int(steps),
-        seed=int(seed),
-        warmup=int(warmup),
-        eval_score=protocol.eval_score,
-        records=records,
-        scores=totals,
-    )
+            frame_sink(steps, np.asarray(images), None)
+    except BaseException as error:
+        if on_stop is not None:
+            on_stop(result(stop_reason(error)), error)
+        raise
+    return result()
 
 
 # ---------------------------------------------------------------- outputs
@@ -422,10 +493,11 @@ def write_json(result: EvalResult, path: str | Path) -> Path:
     failure leaves the previous file, never a truncated one). Any text a model returned is
     stored: an unpaired surrogate, which UTF-8 cannot encode, is written as its JSON escape
     (``\\ud800``), which reads back as the same string."""
-    import os
+    return _write_text_atomic(path, json.dumps(result.to_json(), indent=1, ensure_ascii=False))
 
+
+def _write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
-    text = json.dumps(result.to_json(), indent=1, ensure_ascii=False)
     # Surrogates occur only inside JSON strings, where backslashreplace's \udxxx is a JSON escape.
     data = text.encode("utf-8", errors="backslashreplace")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -523,6 +595,13 @@ class EvalOptions:
         if not 0 <= self.max_request_error_rate <= 1:
             raise ValueError(f"max_request_error_rate={self.max_request_error_rate!r} is out of range; "
                              f"allowed: 0 to 1")
+        # NaN passes no comparison and inf overflows a timer: refused here, naming the value.
+        for key, ok, allowed in (("timeout", 0 < self.timeout < math.inf, "a finite number of seconds > 0"),
+                                 ("temperature", 0 <= self.temperature < math.inf, "a finite number >= 0"),
+                                 ("max_tokens", self.max_tokens >= 1, ">= 1"),
+                                 ("fps", 0 < self.fps < math.inf, "a finite number > 0")):
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r} is out of range; allowed: {allowed}")
         return self
 
 
@@ -555,13 +634,46 @@ HELP_USAGE = """Evaluate a policy on a jaxgym game under the paper's protocol (k
     python learner/evaluate.py --game swap --policy openai:http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct
     python learner/evaluate.py --game 2048 --policy hf:runs/<train-run>/export
 
-Exit status: 0 for a usable result; 2 for bad arguments; 3 when requests failed too often for
-the score to measure the policy (see --max_request_error_rate)."""
+Exit status: 0 for a usable result; 1 when the policy failed (eval.json keeps the steps done,
+"complete": false); 2 for bad arguments (an --out directory that already holds an eval.json
+included); 3 when requests failed too often for the score to measure the policy (see
+--max_request_error_rate); 130 after Ctrl-C and 143 after SIGTERM, the steps done kept."""
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+RESULTS = "eval.json"
 
 
-def default_run_dir(game: str, policy: str) -> Path:
+def default_run_dir(game: str, policy: str, root: str | Path = "runs") -> Path:
+    """Create and return a new ``root/eval-<game>-<policy>-<time>[-N]`` that no concurrent
+    evaluation gets (``bridges.rundirs.create_run_dir``)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", policy).strip("_")[:60] or "policy"
-    return Path("runs") / f"eval-{game}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return create_run_dir(f"eval-{game}-{slug}", root=root)
+
+
+def _holds_results(run_dir: Path) -> ValueError:
+    return ValueError(f"--out {str(run_dir)!r} already holds an evaluation ({RESULTS}); choose another directory, "
+                      f"or remove {str(run_dir / RESULTS)!r} to evaluate into it again")
+
+
+def claim_run_dir(out: str, game: str, policy: str) -> Path:
+    """The run directory, made this evaluation's: ``out`` with its ``eval.json`` claimed by an
+    atomic exclusive create (``ValueError`` if it exists: an evaluation never overwrites
+    another's results, however many start together), or a new default directory."""
+    if not out:
+        return default_run_dir(game, policy)
+    run_dir = Path(out)
+    try:
+        claim_file(run_dir / RESULTS)
+    except FileExistsError:
+        raise _holds_results(run_dir) from None
+    except OSError as error:
+        raise ValueError(f"--out {out!r} cannot be used: {error.strerror or error}") from None
+    return run_dir
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def policy_options(args: EvalOptions) -> dict[str, Any]:
@@ -577,12 +689,23 @@ def policy_options(args: EvalOptions) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> tuple[Path, EvalResult]:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The command line (``python learner/evaluate.py --help``). Ctrl-C anywhere ends it with one
+    line and exit status 130, never a traceback."""
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C) before the evaluation started; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _main(argv: list[str]) -> tuple[Path, EvalResult]:
     if any(a in ("-h", "--help") for a in argv):
         print(cli.help_text(EvalOptions, HELP_USAGE, required=("game", "policy")))
         raise SystemExit(0)
     try:
         args = parse_args(argv)
+        if args.out and (Path(args.out) / RESULTS).exists():  # early, before a model loads; claimed atomically below
+            raise _holds_results(Path(args.out))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -591,35 +714,61 @@ def main(argv: Sequence[str] | None = None) -> tuple[Path, EvalResult]:
         policy = make_policy(args.policy, env, seed=args.seed, model=args.model, **policy_options(args))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    run_dir = Path(args.out) if args.out else default_run_dir(args.game, args.policy)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir = claim_run_dir(args.out, args.game, args.policy)
+    except ValueError as error:
+        policy.close()
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"run directory: {run_dir}", flush=True)
+    config = {"params": game_params(args), "model": args.model, "policy_spec": args.policy, "run_dir": str(run_dir),
+              "steps_requested": args.steps}
+    # Until the run ends, eval.json says it has not: a process killed -9 leaves that, not nothing.
+    _write_text_atomic(run_dir / RESULTS, json.dumps(
+        {"complete": False, "stopped": "no step recorded: the evaluation is running, or its process was killed",
+         "config": {"game": env.id, "policy": policy.name, "runs": args.runs, "seed": args.seed, **config}}, indent=1))
 
     recorder = None if args.video == "none" else VideoRecorder(
         run_dir, args.runs, fps=args.fps, fmt=args.video, steps=args.steps
     )
     from tqdm import tqdm
 
+    kept: list[EvalResult] = []
+
+    def keep(partial: EvalResult, error: BaseException) -> None:
+        partial.config.update(config)
+        write_json(partial, run_dir / RESULTS)
+        kept.append(partial)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     progress = tqdm(total=args.steps, desc=f"{env.id} {policy.name}", unit="step", disable=args.quiet)
     try:
         result = evaluate(
             env, policy, runs=args.runs, steps=args.steps, seed=args.seed, warmup=args.warmup,
-            frame_sink=recorder, progress=progress,
+            frame_sink=recorder, progress=progress, on_stop=keep,
         )
-    except PolicyError as error:
-        raise SystemExit(f"error: {error}") from None
+    except (PolicyError, KeyboardInterrupt, Terminated) as error:
+        code = {KeyboardInterrupt: EXIT_INTERRUPTED, Terminated: EXIT_TERMINATED}.get(type(error), 1)
+        progress.close()
+        partial = kept[0] if kept else None
+        lead = f"error: {error}\n" if isinstance(error, PolicyError) else ""
+        done = (f"stopped after {partial.steps} of {args.steps} steps ({stop_reason(error).split(':')[0]}); "
+                f"kept them in {run_dir / RESULTS} (\"complete\": false)") if partial else stop_reason(error)
+        print(lead + done, file=sys.stderr)
+        raise SystemExit(code) from None
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
         progress.close()
         policy.close()
         if recorder is not None:
             recorder.close()
-    result.config.update(
-        {"params": game_params(args), "model": args.model, "policy_spec": args.policy, "run_dir": str(run_dir)}
-    )
-    write_json(result, run_dir / "eval.json")
+    result.config.update(config)
+    write_json(result, run_dir / RESULTS)
     plot_cumulative(result, run_dir / "cumulative.png")
     print(summary_table(result))
-    outputs = ["eval.json", "cumulative.png"] + ([p.name for p in recorder.paths] if recorder else [])
+    outputs = [RESULTS, "cumulative.png"] + ([p.name for p in recorder.paths] if recorder else [])
     print(f"wrote {', '.join(outputs)} to {run_dir}")
     problem = unusable(result, args.max_request_error_rate)
     if problem:

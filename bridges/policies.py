@@ -24,16 +24,20 @@ parallel runs and returns k response strings, which the evaluator parses with
 from __future__ import annotations
 
 import base64
+import email.utils
 import functools
 import http.client
 import importlib
 import importlib.util
 import io
 import json
+import math
 import os
 import socket
 import threading
+import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bridges.protocol import GameProtocol, protocol_for
+from bridges.safe_json import loads_bounded
 from bridges.sampler import random_action
 from bridges.torch_io import images_to_numpy
 from jaxgym.core import Env, PRNGKey, State
@@ -196,8 +201,9 @@ class CallablePolicy(Policy):
                 f"{type(responses).__name__}"
                 + (f" of length {len(responses)}" if hasattr(responses, "__len__") else "")
             )
-        # A non-string response is the model's problem, not the evaluator's: it is unparseable.
-        return [r if isinstance(r, str) else "" for r in responses]
+        # A non-string response becomes a counted request error where every policy's responses are checked
+        # (bridges.evaluation.checked_responses), never a silent empty answer.
+        return list(responses)
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -226,10 +232,72 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 READ_CHUNK = 1 << 16
 
 
+MAX_REPLY_BYTES = 8 * 1024 * 1024  # a chat completion of a few thousand tokens is kilobytes
+
+
+def not_text(value: Any) -> str:
+    """What came back instead of a response text, for an error message.
+
+    >>> not_text(None), not_text(b"up"), not_text(3)
+    ('None', "bytes (b'up')", 'int (3)')
+    """
+    if value is None:
+        return "None"
+    shown = repr(value)
+    return f"{type(value).__name__} ({shown[:80]}{'...' if len(shown) > 80 else ''})"
+
+
+def message_text(content: Any) -> str | None:
+    """The text of an OpenAI chat message's ``content``: a string as it is, a list of parts as its
+    ``{"type": "text", "text": ...}`` parts joined (the API allows both); None for anything else.
+
+    >>> message_text([{"type": "text", "text": "<answer>"}, {"type": "text", "text": "up</answer>"}])
+    '<answer>up</answer>'
+    >>> message_text(None) is None, message_text([{"type": "image_url"}]) is None
+    (True, True)
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part["text"] for part in content
+                 if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)]
+        if texts:
+            return "".join(texts)
+    return None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay seconds or an HTTP date), None if absent
+    or unreadable; a date in the past is 0.
+
+    >>> retry_after_seconds("7"), retry_after_seconds("soon"), retry_after_seconds(None)
+    (7.0, None, None)
+    >>> retry_after_seconds("Thu, 01 Jan 1970 00:01:40 GMT", now=40.0)
+    60.0
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
 class _StatusError(Exception):
-    def __init__(self, code: int, reason: str, detail: bytes):
+    def __init__(self, code: int, reason: str, detail: bytes, retry_after: float | None = None):
         super().__init__(f"HTTP {code} {reason}: {detail[:300].decode('utf-8', 'replace')}")
         self.code = code
+        self.retry_after = retry_after
+
+
+class _ReplyRefused(Exception):
+    """A reply that is no use however often it is asked for: too large, too deep, not text."""
 
 
 class _DeadlineExceeded(Exception):
@@ -256,7 +324,11 @@ class OpenAIPolicy(Policy):
         retries: further attempts after a failed one (connection errors, timeouts, HTTP 408,
             409, 425, 429 and 5xx, and replies that are broken in transport: bad status
             lines, truncated bodies, bodies that are not UTF-8 or not JSON), with exponential
-            backoff from ``backoff`` seconds.
+            backoff from ``backoff`` seconds, or after the server's ``Retry-After`` (seconds or an
+            HTTP date) where it sends one, unless that is beyond ``timeout``.
+        max_reply_bytes: a longer reply is refused while it is read (a request error, not retried),
+            as are replies whose JSON nests deeper than ``bridges.safe_json.MAX_DEPTH`` levels and
+            message contents that are not text (a list of parts is joined from its text parts).
         on_error: ``"raise"`` (a :class:`PolicyError` naming the URL and the last failure; the
             requests still in flight are aborted at once) or ``"unparseable"`` (the failed
             request's response is a :class:`RequestFailure`, empty text scored as an
@@ -277,6 +349,7 @@ class OpenAIPolicy(Policy):
         backoff: float = 1.0,
         on_error: str = "raise",
         extra_body: dict[str, Any] | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"openai base URL must start with http:// or https://, got {base_url!r}")
@@ -286,10 +359,11 @@ class OpenAIPolicy(Policy):
             )
         if on_error not in ("raise", "unparseable"):
             raise ValueError(f"on_error={on_error!r} is not one of ('raise', 'unparseable')")
-        if concurrency < 1 or retries < 0 or timeout <= 0:
-            raise ValueError(
-                f"need concurrency >= 1, retries >= 0, timeout > 0; got {concurrency}, {retries}, {timeout}"
-            )
+        if concurrency < 1 or retries < 0 or not 0 < timeout < math.inf or max_reply_bytes < 1:
+            raise ValueError(f"need concurrency >= 1, retries >= 0, a finite timeout > 0, max_reply_bytes >= 1; got "
+                             f"{concurrency}, {retries}, {timeout}, {max_reply_bytes}")
+        if not math.isfinite(temperature) or temperature < 0 or max_tokens < 1:
+            raise ValueError(f"need a finite temperature >= 0 and max_tokens >= 1; got {temperature}, {max_tokens}")
         url = base_url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else url + "/chat/completions"
         self.model = model
@@ -297,6 +371,7 @@ class OpenAIPolicy(Policy):
         self.api_key = os.environ.get(api_key_env) if api_key_env else None
         self.max_tokens, self.temperature = int(max_tokens), float(temperature)
         self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.max_reply_bytes = int(max_reply_bytes)
         self.on_error = on_error
         self.extra_body = dict(extra_body or {})
         self.errors: list[str] = []
@@ -359,16 +434,21 @@ class OpenAIPolicy(Policy):
                     raise _Cancelled()
             connection.request("POST", path, body=body, headers=headers)
             reply = connection.getresponse()
-            chunks = []
+            if reply.length is not None and reply.length > self.max_reply_bytes:
+                raise _ReplyRefused(self._too_large(f"announces {reply.length} bytes"))
+            chunks, size = [], 0
             while not expired.is_set():
                 chunk = reply.read1(READ_CHUNK)
                 if not chunk:
                     break
+                size += len(chunk)
+                if size > self.max_reply_bytes:  # refused while reading: a huge reply is never held whole
+                    raise _ReplyRefused(self._too_large(f"went past {size} bytes"))
                 chunks.append(chunk)
             if not expired.is_set() and reply.length:  # the server closed before Content-Length bytes
                 raise http.client.IncompleteRead(b"".join(chunks), reply.length)
             data = b"".join(chunks)
-        except _Cancelled:
+        except (_Cancelled, _ReplyRefused):
             raise
         except Exception:
             if self._stop.is_set():
@@ -386,26 +466,48 @@ class OpenAIPolicy(Policy):
         if expired.is_set():
             raise _DeadlineExceeded()
         if reply.status >= 400:
-            raise _StatusError(reply.status, reply.reason, data)
-        return json.loads(data.decode("utf-8"))
+            raise _StatusError(reply.status, reply.reason, data, retry_after_seconds(reply.getheader("Retry-After")))
+        text = data.decode("utf-8")
+        try:
+            return loads_bounded(text, max_bytes=self.max_reply_bytes)
+        except json.JSONDecodeError:
+            raise
+        except ValueError as error:  # the limits: a reply nested too deep
+            raise _ReplyRefused(f"the reply is refused: {error}") from None
+
+    def _too_large(self, seen: str) -> str:
+        return (f"the reply is refused: it {seen}, over the {self.max_reply_bytes}-byte limit (max_reply_bytes; "
+                f"a chat completion is far smaller)")
 
     def complete(self, prompt: str, image: np.ndarray) -> str:
         """One chat completion's text, retrying transient failures (see class doc)."""
         body = json.dumps(self.request_body(prompt, image)).encode("utf-8")
         failure = "no attempt made"
+        delay = None  # the server's Retry-After, where the last reply had one
         for attempt in range(self.retries + 1):
-            if attempt and self._stop.wait(self.backoff * 2 ** (attempt - 1)):
+            wait_s = self.backoff * 2 ** (attempt - 1) if delay is None else delay
+            if attempt and self._stop.wait(wait_s):
                 failure = "cancelled (the evaluation stopped)"
                 break
+            delay = None
             try:
                 reply = self._post(body)
             except _Cancelled:
                 failure = "cancelled (the evaluation stopped)"
                 break
+            except _ReplyRefused as error:
+                failure = str(error)
+                break
             except _StatusError as error:
                 failure = str(error)
                 if error.code not in RETRY_STATUS:
                     break
+                if error.retry_after is not None and attempt < self.retries:
+                    if error.retry_after > self.timeout:  # honoured up to the request's deadline, no further
+                        failure += (f" (the server asks to retry after {error.retry_after:g}s, beyond the "
+                                    f"{self.timeout:g}s timeout)")
+                        break
+                    delay = error.retry_after
                 continue
             except _DeadlineExceeded:
                 failure = f"timed out after {self.timeout:g}s"
@@ -431,7 +533,12 @@ class OpenAIPolicy(Policy):
             except (KeyError, IndexError, TypeError):
                 failure = f"the reply has no choices[0].message.content: {json.dumps(reply)[:300]}"
                 break
-            return content if isinstance(content, str) else ""
+            text = message_text(content)
+            if text is not None:
+                return text
+            failure = f"the reply's message content is {not_text(content)}, not text"
+            warnings.warn(f"{self.url}: {failure}; counted as a request error", RuntimeWarning, stacklevel=2)
+            break
         message = f"request to {self.url} (model {self.model!r}) failed after {attempt + 1} attempt(s): {failure}"
         if self.on_error == "raise":
             raise PolicyError(message + " (check that the server is up and serves this model; "

@@ -13,6 +13,7 @@ This module is plain data and elementwise JAX: it imports nothing above the game
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -81,8 +82,9 @@ class GameProtocol:
             raise ValueError(f"eval_score={self.eval_score!r} is not one of {EVAL_SCORES}")
         for name in ("w_format", "w_perception", "w_game"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name}={value!r} must be a number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} must be a finite number (a NaN or infinite weight makes every "
+                                 f"reward NaN or infinite)")
 
     def replace(self, **changes: Any) -> GameProtocol:
         """A copy with some fields changed; unknown field names raise ValueError."""

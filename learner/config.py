@@ -13,6 +13,7 @@ naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,9 @@ class TrainConfig:
         need(self.preset in PRESETS, "preset", ", ".join(PRESETS))
         need(self.eval_every >= 0, "eval_every", ">= 0 (0: never)")
         need(self.eval_states >= 1, "eval_states", ">= 1")
+        for weight in ("w_format", "w_perception"):  # NaN passes no comparison: refused by name here
+            need(getattr(self, weight) is None or math.isfinite(getattr(self, weight)), weight,
+                 "a finite number, or None for the game's default")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,8 +6,9 @@
     python learner/evaluate.py --game 2048 --policy hf:runs/train-2048/checkpoint-final
     python learner/evaluate.py --game 2048 --policy mypackage.agents:answer   # fn(images, prompts) -> responses
 
-Writes to a run directory (printed first; ``--out`` to choose it, default
-``runs/eval-<game>-<policy>-<timestamp>/``):
+Writes to a run directory (printed first; ``--out`` to choose it, refused if it already holds an
+``eval.json``; default a new ``runs/eval-<game>-<policy>-<timestamp>[-N]/``, suffixed when
+evaluations start in the same second):
     ``eval.json``       config, summary, per run totals and every step (response, parsed
                         action, legal, raw reward, points, cumulative score, ...);
     ``cumulative.png``  each run's cumulative score over the steps, and the mean;
@@ -18,7 +19,9 @@ and prints a table of the runs with the mean and standard error. See
 Exit status: 0 for a usable result; 2 for bad arguments; 3 when the score does not measure
 the policy because requests failed (``--on-request-error unparseable``): a run had no
 successful request at all, or more than ``--max-request-error-rate`` of all requests
-failed (default 0.1). ``eval.json`` is written either way, with the error counts.
+failed (default 0.1). ``eval.json`` is written either way, with the error counts. A run that
+stops early (a policy error: exit 1; Ctrl-C: 130; SIGTERM: 143) keeps the steps it did in
+``eval.json`` with ``"complete": false`` and the reason in ``"stopped"``.
 """
 
 from __future__ import annotations

@@ -111,6 +111,19 @@ def _split_even(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
+def _holds_a_run(run_dir: Path) -> str:
+    return (f"run_dir={str(run_dir)!r} already holds a run (metrics.jsonl); continue it with --resume {run_dir} or "
+            f"choose another run_dir")
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """At exit: a default run directory that a failed start left empty goes (rmdir fails on any other)."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
 class GRPOTrainer:
     """Builds everything a run needs from a :class:`TrainConfig` and runs the loop.
 
@@ -205,8 +218,16 @@ class GRPOTrainer:
             self._rollout_stale = not self.rollout.shares_training_weights  # built from the initial weights
         self.metrics = None
         if self.rank == 0:
-            # Created only now, so a start that fails leaves no empty run directory behind.
+            # A named directory is created only now, so a start that fails leaves no empty run directory
+            # behind; its metrics.jsonl is claimed atomically: of two runs started into it, one gets it.
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not config.resume:
+                from bridges.rundirs import claim_file
+
+                try:
+                    claim_file(self.run_dir / "metrics.jsonl")
+                except FileExistsError:
+                    raise ValueError(_holds_a_run(self.run_dir)) from None
             if config.resume:  # a crash after the checkpoint left log lines the resumed run writes again
                 truncate_logs(self.run_dir, self.step)
             self.metrics = MetricsLog(self.run_dir, tensorboard=config.tensorboard,
@@ -216,13 +237,24 @@ class GRPOTrainer:
     # -- setup -----------------------------------------------------------------------------
 
     def _resolve_run_dir(self) -> Path:
+        """The run's directory. A default one is created here, on rank 0, by one atomic ``mkdir``
+        (``bridges.rundirs.create_run_dir``: runs started in the same second get ``-2``, ``-3``);
+        a start that fails before its first log line removes it again, while it is still empty."""
         config = self.config
         if config.run_dir:
             path = config.run_dir
         elif config.resume:
             path = str(ckpt.run_dir_of(Path(config.resume)))
+        elif self.rank == 0:
+            import atexit
+
+            from bridges.rundirs import create_run_dir
+
+            created = create_run_dir(self.env.name, root="runs")
+            atexit.register(_remove_if_empty, created)
+            path = str(created)
         else:
-            path = f"runs/{self.env.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            path = ""  # rank 0's, broadcast below
         if self.world_size > 1:
             import torch.distributed as dist
 
@@ -231,8 +263,7 @@ class GRPOTrainer:
             path = holder[0]
         run_dir = Path(path)
         if not config.resume and (run_dir / "metrics.jsonl").exists():
-            raise ValueError(f"run_dir={str(run_dir)!r} already holds a run (metrics.jsonl); continue it with "
-                             f"--resume {run_dir} or choose another run_dir")
+            raise ValueError(_holds_a_run(run_dir))
         return run_dir
 
     def _write_config(self) -> None:

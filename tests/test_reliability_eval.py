@@ -4,7 +4,11 @@ happened, and the exit status says whether the run is usable."""
 
 from __future__ import annotations
 
+import email.utils
+import functools
 import json
+import re
+import signal
 import socket
 import socketserver
 import subprocess
@@ -33,6 +37,25 @@ def _ok_headers(length: int) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length
 
 
+def _reply_raw(payload: object) -> bytes:
+    body = json.dumps(payload).encode()
+    return _ok_headers(len(body)) + body
+
+
+def _nested(depth: int) -> object:
+    value: object = GOOD
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _huge_unannounced(sock: socket.socket) -> None:
+    # No Content-Length: the body ends when the server closes, so only a cap while reading stops it.
+    sock.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    for _ in range(200):  # up to 200 MB, 1 MB at a time
+        sock.sendall(b" " * 1_000_000)
+
+
 # What the server does with a request, by mode. Each gets the socket after the request was read.
 def _drip(sock: socket.socket) -> None:
     body = _reply(GOOD).split(b"\r\n\r\n", 1)[1]
@@ -53,6 +76,23 @@ MODES = {
     "bad_status_line": lambda s: s.sendall(b"HTTP/1.1 abc what\r\n\r\n"),
     "surrogates": lambda s: s.sendall(_reply("\ud800 gar\udfffbage \x00 " + GOOD)),
     "ok": lambda s: s.sendall(_reply(GOOD)),
+    "http404": lambda s: s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"),
+    "http429_retry_after_1s": lambda s: s.sendall(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}"),
+    "http503_retry_after_date": lambda s: s.sendall(
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\nContent-Length: 2\r\n\r\n{}"
+        % email.utils.formatdate(time.time() + 2, usegmt=True).encode()),
+    "http429_retry_after_1h": lambda s: s.sendall(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3600\r\nContent-Length: 2\r\n\r\n{}"),
+    "deep_json": lambda s: s.sendall(_ok_headers(200_000) + b"[" * 100_000 + b"]" * 100_000),
+    "deep_content": lambda s: s.sendall(_reply_raw({"choices": [{"message": {"content": _nested(100)}}]})),
+    "list_content": lambda s: s.sendall(_reply_raw({"choices": [{"message": {"content": [
+        {"type": "text", "text": "<answer>"}, {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "text", "text": "1</answer>"}]}}]})),
+    "null_content": lambda s: s.sendall(_reply_raw({"choices": [{"message": {"content": None}}]})),
+    "int_content": lambda s: s.sendall(_reply_raw({"choices": [{"message": {"content": 7}}]})),
+    "huge_announced": lambda s: s.sendall(_ok_headers(50_000_000) + b"x" * 1_000_000),
+    "huge_unannounced": _huge_unannounced,
 }
 
 
@@ -113,6 +153,7 @@ def _run_cli(tmp_path: Path, url: str, *extra: str) -> tuple[int, dict]:
 
 
 IMAGE = np.zeros((8, 8, 3), np.uint8)
+BROKEN_TRANSPORT = ("invalid_utf8", "truncated", "bad_status_line", "closed", "invalid_json", "slow_drip", "hang")
 
 
 @pytest.mark.parametrize("mode", ["invalid_utf8", "truncated", "bad_status_line", "closed", "invalid_json"])
@@ -240,7 +281,6 @@ def test_a_policy_error_stops_the_process_promptly(tmp_path):
         first_request.append(time.perf_counter())
         return "hang" if number else "http404"
 
-    MODES["http404"] = lambda s: s.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
     with MisbehavingServer(mode) as server:
         done = subprocess.run(
             [sys.executable, "learner/evaluate.py", "--game", "2048", "--policy", f"openai:{server.url}", "--model",
@@ -256,7 +296,7 @@ def test_a_policy_error_stops_the_process_promptly(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", sorted(set(MODES) - {"ok", "surrogates"}))
+@pytest.mark.parametrize("mode", sorted(set(BROKEN_TRANSPORT) | {"http500"}))
 def test_every_failure_mode_ends_in_time_with_counted_errors(tmp_path, mode):
     start = time.perf_counter()
     with MisbehavingServer(lambda n: mode) as server:
@@ -269,3 +309,211 @@ def test_every_failure_mode_ends_in_time_with_counted_errors(tmp_path, mode):
     assert summary["request_errors"] == 4 and summary["runs_without_a_successful_request"] == 2
     assert len(data["runs"]) == 2 and all(len(r["steps"]) == 2 for r in data["runs"])
     assert all(s["request_error"] and s["action"] is None for r in data["runs"] for s in r["steps"])
+
+
+# ---------------------------------------------------------------- round three: limits, non-text output, kept results
+
+
+def _lenient(url: str, **options) -> OpenAIPolicy:
+    return OpenAIPolicy(url, "m", retries=2, backoff=0.01, timeout=5, on_error="unparseable", **options)
+
+
+@pytest.mark.parametrize("mode", ["deep_json", "deep_content"])
+def test_a_deeply_nested_reply_is_a_counted_request_error_not_a_recursion_error(mode):
+    with MisbehavingServer(lambda n: mode) as server:
+        failed = _lenient(server.url).complete("p", IMAGE)
+        assert isinstance(failed, RequestFailure) and "nested deeper than 64 levels" in failed.error
+        assert server.count == 1  # refused for good, not retried
+        strict = OpenAIPolicy(server.url, "m", retries=2, backoff=0.01, timeout=5)
+        with pytest.raises(PolicyError, match="nested deeper than 64 levels"):
+            strict.complete("p", IMAGE)
+
+
+def test_message_content_as_parts_is_joined_and_non_text_content_is_a_request_error():
+    with MisbehavingServer(lambda n: "list_content") as server:
+        assert _lenient(server.url).complete("p", IMAGE) == GOOD  # the text parts, joined as OpenAI allows
+    for mode, named in (("null_content", "content is None"), ("int_content", "content is int (7)")):
+        with MisbehavingServer(lambda n, mode=mode: mode) as server:
+            with pytest.warns(RuntimeWarning, match=re.escape(named)):
+                failed = _lenient(server.url).complete("p", IMAGE)
+        assert isinstance(failed, RequestFailure) and named in failed.error
+
+
+@pytest.mark.parametrize("mode, seen", [("huge_announced", "announces 50000000 bytes"),
+                                        ("huge_unannounced", "went past")])
+def test_a_reply_over_the_size_limit_is_refused_while_it_is_read(mode, seen):
+    with MisbehavingServer(lambda n: mode) as server:
+        start = time.perf_counter()
+        failed = _lenient(server.url, max_reply_bytes=100_000).complete("p", IMAGE)
+        assert time.perf_counter() - start < 3  # not the 200 MB the server would send
+    assert isinstance(failed, RequestFailure) and seen in failed.error and "100000-byte limit" in failed.error
+    assert server.count == 1
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_a_date_up_to_the_deadline():
+    for mode, least in (("http429_retry_after_1s", 0.9), ("http503_retry_after_date", 0.9)):
+        times = []
+
+        def record(n, mode=mode, times=times):
+            times.append(time.perf_counter())
+            return mode if n == 0 else "ok"
+
+        with MisbehavingServer(record) as server:
+            assert _lenient(server.url).complete("p", IMAGE) == GOOD
+        assert times[1] - times[0] >= least, (mode, times)  # backoff alone would wait 0.01 s
+    with MisbehavingServer(lambda n: "http429_retry_after_1h") as server:
+        start = time.perf_counter()
+        failed = _lenient(server.url).complete("p", IMAGE)
+    assert time.perf_counter() - start < 2 and server.count == 1
+    assert "retry after 3600s, beyond the 5s timeout" in failed.error
+
+
+@functools.cache
+def _two_boards():  # one env for these tests: the evaluator's compiled step is cached per env
+    import jaxgym
+
+    return jaxgym.make("2048", image_size=56)
+
+
+def test_non_text_responses_become_request_errors_naming_what_came_back():
+    from bridges.evaluation import checked_responses
+
+    with pytest.warns(RuntimeWarning) as caught:
+        checked = checked_responses(["ok", b"up", None], "p")
+    assert [str(w.message) for w in caught] == [
+        "policy p returned bytes (b'up') for board 1, not a response text; counted as a request error",
+        "policy p returned None for board 2, not a response text; counted as a request error"]
+    assert checked[0] == "ok" and not isinstance(checked[0], RequestFailure)
+    assert [type(c) for c in checked[1:]] == [RequestFailure, RequestFailure] and checked[1:] == ["", ""]
+    assert "returned None for board 2" in checked[2].error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("returned, named", [(b"<answer>1</answer>", "bytes (b'<answer>1</answer>')"),
+                                             (None, "returned None"), (3, "int (3)")])
+def test_a_callable_policy_returning_non_text_is_a_counted_request_error(returned, named):
+    from bridges.evaluation import evaluate
+    from bridges.policies import CallablePolicy
+
+    policy = CallablePolicy(lambda images, prompts: [returned, GOOD], name="odd")
+    with pytest.warns(RuntimeWarning, match=r"policy odd returned .*for board 0"):
+        result = evaluate(_two_boards(), policy, runs=2, steps=2, seed=0)
+    summary = result.summary()
+    assert summary["request_errors"] == 2 and summary["runs_without_a_successful_request"] == 1
+    assert all(named in rec["request_error"] for rec in result.records[0])
+    assert result.records[1][0]["request_error"] is None and result.records[1][0]["action"] == 1
+    assert "no successful request" in evaluate_cli.unusable(result, 0.1)
+
+
+@pytest.mark.slow
+def test_a_stopped_evaluation_hands_over_the_whole_steps_it_did():
+    from bridges.evaluation import evaluate
+    from bridges.policies import CallablePolicy
+
+    calls = []
+
+    def fails_third(images, prompts):
+        calls.append(1)
+        if len(calls) == 3:
+            raise PolicyError("server gone")
+        return ["x" * 100_000, GOOD]
+
+    kept = []
+    with pytest.raises(PolicyError, match="server gone"):
+        evaluate(_two_boards(), CallablePolicy(fails_third), runs=2, steps=5, seed=0,
+                 on_stop=lambda partial, error: kept.append((partial, error)))
+    (partial, error), = kept
+    assert isinstance(error, PolicyError) and partial.steps == 2 and partial.stopped == "policy error: server gone"
+    assert [len(run) for run in partial.records] == [2, 2] and partial.cumulative.shape == (2, 2)
+    data = partial.to_json()
+    assert data["complete"] is False and data["stopped"] == "policy error: server gone"
+    first = data["runs"][0]["steps"][0]
+    assert len(first["response"]) == 32_768 and first["response_cut"] == 100_000 - 32_768  # eval.json stays small
+    assert "response_cut" not in data["runs"][1]["steps"][0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--timeout", "inf"], "timeout=inf is out of range; allowed: a finite number of seconds > 0"),
+    (["--timeout", "nan"], "timeout=nan is out of range"),
+    (["--temperature", "nan"], "temperature=nan is out of range; allowed: a finite number >= 0"),
+    (["--max_tokens", "-5"], "max_tokens=-5 is out of range; allowed: >= 1"),
+    (["--max_request_error_rate", "nan"], "max_request_error_rate=nan is out of range"),
+])
+def test_invalid_numbers_are_refused_at_parse_time_naming_the_value(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        evaluate_cli.main(["--game", "2048", "--policy", "random", *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(f"error: {message}") and len(err.splitlines()) == 1, err
+
+
+def test_non_finite_reward_weights_are_refused_where_they_are_read():
+    from bridges.protocol import protocol_for
+    from bridges.scoring import GroupScorer
+    from learner.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"w_game=nan must be a finite number"):
+        GroupScorer(_two_boards(), w_game=float("nan"))
+    with pytest.raises(ValueError, match=r"w_perception=inf must be a finite number"):
+        protocol_for("2048").replace(w_perception=float("inf"))
+    with pytest.raises(ValueError, match=r"w_format=nan is invalid; allowed: a finite number"):
+        TrainConfig(w_format=float("nan")).validate()
+
+
+def test_out_that_holds_an_eval_json_is_refused_and_a_claim_is_exclusive(tmp_path, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "eval.json").write_text('{"kept": true}')
+    with pytest.raises(SystemExit) as info:
+        evaluate_cli.main(["--game", "2048", "--policy", "random", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "already holds an evaluation (eval.json)" in err and str(out) in err
+    assert (out / "eval.json").read_text() == '{"kept": true}'
+    from bridges.evaluation import claim_run_dir
+
+    fresh = tmp_path / "fresh"
+    assert claim_run_dir(str(fresh), "2048", "random") == fresh  # of two claims of one --out, one wins
+    with pytest.raises(ValueError, match="already holds an evaluation"):
+        claim_run_dir(str(fresh), "2048", "random")
+
+
+def _eval_process(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "learner/evaluate.py"), "--game", "2048", "--image-size", "56",
+                           "--video", "none", "--quiet", "--out", str(tmp_path / "eval"), *argv],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.slow
+def test_a_server_that_404s_after_six_requests_leaves_the_steps_done(tmp_path):
+    with MisbehavingServer(lambda n: "ok" if n < 6 else "http404") as server:
+        done = _eval_process(tmp_path, "--policy", f"openai:{server.url}", "--model", "m", "--runs", "2",
+                             "--steps", "10", "--concurrency", "1", "--timeout", "5")
+    assert done.returncode == 1, done.stderr
+    assert "HTTP 404" in done.stderr and "Traceback" not in done.stderr
+    assert "stopped after 3 of 10 steps (policy error)" in done.stderr
+    data = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert data["complete"] is False and "HTTP 404" in data["stopped"]
+    assert data["summary"]["steps"] == 3 and [len(r["steps"]) for r in data["runs"]] == [3, 3]
+    assert data["config"]["steps_requested"] == 10
+    assert all(s["action"] == 1 for r in data["runs"] for s in r["steps"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, reason", [(signal.SIGINT, 130, "interrupted (SIGINT, Ctrl-C)"),
+                                               (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_keep_the_steps_done_and_exit_in_one_line(tmp_path, sig, code, reason):
+    # The policy signals its own process on its 4th call: the signal lands mid-run, as a user's would.
+    policy = tmp_path / "signalling.py"
+    policy.write_text(
+        "import os, signal\ncalls = []\n"
+        "def answer(images, prompts):\n"
+        "    calls.append(1)\n"
+        f"    if len(calls) == 4:\n        os.kill(os.getpid(), {int(sig)})\n"
+        "    return ['<answer>1</answer>'] * len(prompts)\n")
+    done = _eval_process(tmp_path, "--policy", f"{policy}:answer", "--runs", "2", "--steps", "50")
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    data = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert data["complete"] is False and data["stopped"] == reason
+    assert 3 <= data["summary"]["steps"] < 50 and len(data["runs"][0]["steps"]) == data["summary"]["steps"]
+    assert f"stopped after {data['summary']['steps']} of 50 steps" in done.stderr
