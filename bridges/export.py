@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -328,6 +329,8 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
     """
     import datasets
 
+    if out is not None:  # before any state is sampled: a bad directory fails at once
+        out = _writable_out(Path(out))
     feats = features()
     batches = iter_rows(game, states, seed=seed, batch_size=batch_size, mode=mode, depth=depth, **params)
     bar = _progress(states, f"export {game}", progress)
@@ -342,11 +345,7 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
     path = out / DATA_FILE
-    if path.exists():
-        raise ValueError(f"out={str(out)!r} already holds an export ({DATA_FILE}); choose another directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = feats.arrow_schema
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
@@ -358,6 +357,24 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
             "mode": mode, "depth": depth, "format": FORMAT_VERSION, "columns": COLUMN_DOCS}
     (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     return datasets.Dataset.from_parquet(str(path), features=feats, keep_in_memory=False)
+
+
+def _writable_out(out: Path) -> Path:
+    """``out`` with its ``data/`` directory made, or ValueError naming it: a file, an earlier
+    export, a directory that cannot be created or written (permissions, a read-only file system)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file, not a directory; choose a new directory for the export")
+    if (out / DATA_FILE).exists():
+        raise ValueError(f"out={str(out)!r} already holds an export ({DATA_FILE}); choose another directory")
+    try:
+        (out / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"out={str(out)!r} cannot be written ({error.strerror or error}); choose a directory you "
+                         f"can write to") from None
+    return out
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

@@ -242,3 +242,85 @@ def test_warnings_filter_does_not_hide_the_second_rows_warning():
         warnings.simplefilter("default")
         core.score_responses([truth] * 3, [None, "x", 5])
     assert [str(w.message).split(" is ")[0] for w in caught] == ["response 0", "response 2"]
+
+
+# -- export directories and model directories ---------------------------------------------------
+
+
+def test_export_out_that_is_a_file_or_read_only_is_named(tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert export.main(["--game", "2048", "--states", "1", "--out", str(afile)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "touch", read_only)  # a read-only mount cannot be made here
+    with pytest.raises(ValueError, match="cannot be written \\(Read-only file system\\)"):
+        export.to_dataset("2048", 1, out=tmp_path / "new", progress=False)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("torch")
+    from learner import models
+
+    model, processor = models.build_tiny_policy(seed=0)
+    return models.export_policy(model, processor, tmp_path_factory.mktemp("model") / "export")
+
+
+def _copy(exported, tmp_path):
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(exported, copy)
+    return copy
+
+
+@pytest.mark.slow  # builds and exports the tiny model once (slow on a loaded machine)
+def test_truncated_or_huge_header_safetensors_is_a_clear_error(exported, tmp_path):
+    from learner import models
+
+    copy = _copy(exported, tmp_path)
+    weights = copy / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # an export killed midway
+    with pytest.raises(ValueError, match="is cut short.*export the model again"):
+        models.load_policy(str(copy))
+    weights.write_bytes((2**62).to_bytes(8, "little") + data[8:])  # a header length of exabytes
+    with pytest.raises(ValueError, match="not a whole safetensors file"):
+        models.load_policy(str(copy))
+    weights.write_bytes(data[:5])
+    with pytest.raises(ValueError, match="not a whole safetensors file"):
+        models.load_policy(str(copy))
+
+
+@pytest.mark.slow  # builds and exports the tiny model once (slow on a loaded machine)
+def test_partial_export_without_weights_or_tokenizer_is_a_clear_error(exported, tmp_path):
+    from learner import models
+
+    copy = _copy(exported, tmp_path)
+    (copy / "model.safetensors").unlink()  # killed after config.json, before the weights
+    with pytest.raises(ValueError, match="incomplete or corrupt.*export the model again"):
+        models.load_policy(str(copy))
+    copy = _copy(exported, tmp_path / "b")
+    (copy / "preprocessor_config.json").unlink()  # killed before the processor's files
+    with pytest.raises(ValueError, match="incomplete or corrupt.*preprocessor_config.json"):
+        models.load_policy(str(copy))
+
+
+@pytest.mark.slow  # builds and exports the tiny model once (slow on a loaded machine)
+def test_chat_template_json_that_is_not_an_object_is_a_clear_error(exported, tmp_path):
+    from learner import models
+
+    copy = _copy(exported, tmp_path)
+    (copy / "chat_template.jinja").unlink()
+    (copy / "chat_template.json").write_text('["{{ messages }}"]')
+    with pytest.raises(ValueError, match="chat_template.json must be a JSON object"):
+        models.load_processor(str(copy))
+    (copy / "chat_template.json").write_text('{"chat_template": "{{ messages }}"}')
+    assert models.load_processor(str(copy)).chat_template == "{{ messages }}"
