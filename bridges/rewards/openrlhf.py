@@ -47,10 +47,12 @@ def strip_end_tokens(response: str) -> str:
     """
     end = len(response)
     while True:
-        token = next((t for t in END_TOKENS if response.endswith(t, 0, end)), None)
-        if token is None:
+        for token in END_TOKENS:
+            if response.endswith(token, 0, end):  # compares len(token) characters, copies nothing
+                end -= len(token)
+                break
+        else:
             return response[:end]
-        end -= len(token)
 
 
 def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str], **overrides: Any) -> dict:
