@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,7 @@ import numpy as np
 
 import jaxgym
 from bridges.protocol import parse_game_params
+from bridges.safe_json import loads_bounded
 from bridges.sampler import MODES, StateSampler
 from bridges.scoring import unbatch
 from bridges.torch_io import images_to_pil
@@ -118,22 +120,52 @@ def _template(env: Env) -> State:
 def state_from_json(env: Env, fields: dict[str, Any]) -> State:
     """The exact state :func:`state_to_json` wrote, as JAX arrays of the game's state class.
 
-    Raises ``ValueError`` naming the field when the JSON does not fit ``env`` (another game,
-    another board size)."""
+    Every field is checked before anything is built: its dtype and shape against ``env``'s
+    states, the JSON type of every value (ints are ints: ``"1"``, ``1.5`` and ``true`` are
+    refused; bools are bools), and the values against the game's own ranges
+    (``env.check_fields``). Raises ``ValueError`` naming the field otherwise."""
     template = _template(env)
     expected = _fields(template)
-    if set(fields) != set(expected):
-        raise ValueError(f"the serialized state has fields {sorted(fields)}, but {env.id} states have "
+    if not isinstance(fields, dict) or set(fields) != set(expected):
+        names = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
+        raise ValueError(f"the serialized state has fields {names}, but {env.id} states have "
                          f"{sorted(expected)}; was it exported from another game?")
-    values = {}
-    for name, spec in expected.items():
-        entry = fields[name]
-        if tuple(entry["shape"]) != tuple(spec.shape) or entry["dtype"] != np.dtype(spec.dtype).name:
-            raise ValueError(f"state field {name!r} is {entry['dtype']} {tuple(entry['shape'])}, but {env.id} "
-                             f"with these parameters needs {np.dtype(spec.dtype).name} {tuple(spec.shape)}; "
-                             f"check the game parameters in the ground truth")
-        values[name] = jax.numpy.asarray(np.asarray(entry["data"], dtype=entry["dtype"]).reshape(entry["shape"]))
-    return type(template)(**values)
+    arrays = {name: _field_array(env, name, fields[name], spec) for name, spec in expected.items()}
+    env.check_fields(arrays)
+    return type(template)(**{name: jax.numpy.asarray(a.astype(expected[name].dtype)) for name, a in arrays.items()})
+
+
+_INT64 = (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))
+
+
+def _field_array(env: Env, name: str, entry: Any, spec: Any) -> np.ndarray:
+    """One serialized field as a NumPy array (int64, bool or float64), its JSON types checked."""
+    dtype, shape = np.dtype(spec.dtype), tuple(spec.shape)
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data"} <= set(entry):
+        raise ValueError(f"state field {name!r} must be {{'dtype', 'shape', 'data'}}, got {str(entry)[:80]!r}")
+    if entry["dtype"] != dtype.name or not isinstance(entry["shape"], list) or tuple(entry["shape"]) != shape:
+        raise ValueError(f"state field {name!r} is {entry['dtype']!r} {entry['shape']!r}, but {env.id} "
+                         f"with these parameters needs {dtype.name} {shape}; "
+                         f"check the game parameters in the ground truth")
+    data = entry["data"]
+    size = int(np.prod(shape, dtype=np.int64))
+    if not isinstance(data, list) or len(data) != size:
+        raise ValueError(f"state field {name!r} must hold a flat list of {size} values, got "
+                         f"{len(data) if isinstance(data, list) else type(data).__name__}")
+    # type(v) is exact: bool is a subclass of int, and "1" or 1.5 must not pass as 1.
+    if dtype.kind == "b":
+        wrong = [v for v in data if type(v) is not bool]
+        kind = "true or false"
+    elif dtype.kind in "iu":
+        wrong = [v for v in data if type(v) is not int or not _INT64[0] <= v <= _INT64[1]]
+        kind = "integers"
+    else:
+        wrong = [v for v in data if type(v) not in (int, float)]
+        kind = "numbers"
+    if wrong:
+        raise ValueError(f"state field {name!r} must hold {kind} ({dtype.name}), got {wrong[0]!r}")
+    work = {"b": np.bool_, "i": np.int64, "u": np.int64}.get(dtype.kind, np.float64)
+    return np.asarray(data, dtype=work).reshape(shape)
 
 
 def ground_truth(env: Env, params: dict[str, Any], state: State, score_seed: int) -> str:
@@ -148,36 +180,80 @@ def ground_truth(env: Env, params: dict[str, Any], state: State, score_seed: int
     }, separators=(",", ":"))
 
 
+ROW_PARAM_CAPS = {"image_size": 1024, "level_pool": 1000}
+"""The largest values of the game parameters that cost time or memory to build, accepted from
+a ground truth (a dataset row, which may come from anyone): an ``image_size`` side over
+1024 pixels, or a Sokoban ``level_pool`` over 1000 levels (each generated when the game is
+built), is refused before anything is built. Build such a game with ``jaxgym.make`` directly."""
+
+_MAX_SCORE_SEED = 2**32 - 1
+
+
+def check_row_params(game: Any, params: Any) -> None:
+    """Raise ValueError unless a ground truth's ``game`` is a string and its ``params`` a dict
+    within :data:`ROW_PARAM_CAPS`.
+
+    >>> check_row_params("sokoban", {"level_pool": 20000})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ground truth parameter level_pool=20000 is over the cap of 1000 for parameters from a dataset row; ...
+    """
+    if not isinstance(game, str):
+        raise ValueError(f"ground truth 'game' must be a game id string, got {game!r}")
+    if not isinstance(params, dict):
+        raise ValueError(f"ground truth 'params' must be a dict of game parameters, got {str(params)[:80]!r}")
+    for name, cap in ROW_PARAM_CAPS.items():
+        value = params.get(name)
+        sides = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > cap for v in sides):
+            raise ValueError(f"ground truth parameter {name}={value!r} is over the cap of {cap} for parameters "
+                             f"from a dataset row; building it would take minutes (bridges.export.ROW_PARAM_CAPS)")
+
+
 @functools.lru_cache(maxsize=32)
 def _env(game: str, params_json: str) -> Env:
     return jaxgym.make(game, **json.loads(params_json))
 
 
 def env_for(truth: dict[str, Any]) -> Env:
-    """The game a parsed ground truth was exported from (built once per game and parameters)."""
-    return _env(truth["game"], json.dumps(truth.get("params", {}), sort_keys=True))
+    """The game a parsed ground truth was exported from (built once per game and parameters),
+    its parameters checked against :data:`ROW_PARAM_CAPS` before anything is built."""
+    game, params = truth["game"], truth.get("params", {})
+    check_row_params(game, params)
+    return _env(game, json.dumps(params, sort_keys=True))
 
 
 def parse_ground_truth(text: str | dict[str, Any]) -> dict[str, Any]:
-    """A ground truth (the JSON string or its dict) as a dict, checked; ``ValueError`` otherwise."""
+    """A ground truth (the JSON string or its dict) as a dict, checked; ``ValueError`` otherwise.
+
+    The JSON is parsed within ``bridges.safe_json``'s depth and size limits, so a hostile row
+    gives ``ValueError``, never ``RecursionError``."""
     if isinstance(text, dict):
         truth = text
-    else:
+    elif isinstance(text, (str, bytes)):
         try:
-            truth = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
+            truth = loads_bounded(text)
+        except ValueError as error:
             raise ValueError(f"ground truth must be the JSON string of an export's 'answer' column, got "
-                             f"{str(text)[:80]!r} ({error})") from None
+                             f"{str(text)[:80]!r} ({str(error)[:200]})") from None
+    else:
+        raise ValueError(f"ground truth must be the JSON string of an export's 'answer' column, got "
+                         f"{type(text).__name__} {str(text)[:80]!r}")
     missing = [k for k in ("game", "state", "score_seed") if not isinstance(truth, dict) or k not in truth]
     if missing:
         raise ValueError(f"ground truth lacks {missing}; pass the 'answer' column of a bridges.export dataset")
     if truth.get("format", FORMAT_VERSION) != FORMAT_VERSION:
         raise ValueError(f"ground truth format {truth.get('format')} is not {FORMAT_VERSION}; re-export the dataset")
+    seed = truth["score_seed"]
+    if type(seed) is not int or not 0 <= seed <= _MAX_SCORE_SEED:
+        raise ValueError(f"ground truth score_seed={seed!r} must be an integer in 0..{_MAX_SCORE_SEED}")
+    check_row_params(truth["game"], truth.get("params", {}))
     return truth
 
 
 def load_state(text: str | dict[str, Any]) -> tuple[Env, State]:
-    """``(env, state)`` from a ground truth: the game and its exact exported state."""
+    """``(env, state)`` from a ground truth: the game and its exact exported state, every field
+    checked against the game's own spec (:func:`state_from_json`) before the state is built."""
     truth = parse_ground_truth(text)
     env = env_for(truth)
     return env, state_from_json(env, truth["state"])
@@ -253,6 +329,8 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
     """
     import datasets
 
+    if out is not None:  # before any state is sampled: a bad directory fails at once
+        out = _writable_out(Path(out))
     feats = features()
     batches = iter_rows(game, states, seed=seed, batch_size=batch_size, mode=mode, depth=depth, **params)
     bar = _progress(states, f"export {game}", progress)
@@ -267,11 +345,7 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
     path = out / DATA_FILE
-    if path.exists():
-        raise ValueError(f"out={str(out)!r} already holds an export ({DATA_FILE}); choose another directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = feats.arrow_schema
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
@@ -283,6 +357,24 @@ def to_dataset(game: str, states: int, *, seed: int = 0, out: str | Path | None 
             "mode": mode, "depth": depth, "format": FORMAT_VERSION, "columns": COLUMN_DOCS}
     (out / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     return datasets.Dataset.from_parquet(str(path), features=feats, keep_in_memory=False)
+
+
+def _writable_out(out: Path) -> Path:
+    """``out`` with its ``data/`` directory made, or ValueError naming it: a file, an earlier
+    export, a directory that cannot be created or written (permissions, a read-only file system)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file, not a directory; choose a new directory for the export")
+    if (out / DATA_FILE).exists():
+        raise ValueError(f"out={str(out)!r} already holds an export ({DATA_FILE}); choose another directory")
+    try:
+        (out / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"out={str(out)!r} cannot be written ({error.strerror or error}); choose a directory you "
+                         f"can write to") from None
+    return out
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

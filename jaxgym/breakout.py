@@ -294,6 +294,13 @@ class Breakout(Env):
 
     # ---- boards from outside ------------------------------------------------------------
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Cells on the grid, directions 0..3, lives as ``from_board`` accepts them (0 once the
+        last ball is lost; see ``Env.field_bounds``)."""
+        cell = (0, GRID - 1)
+        return {**super().field_bounds(), "ball_y": cell, "ball_x": cell, "ball_dir": (0, 3), "last_y": cell,
+                "last_x": cell, "paddle": cell, "lives": (0, 9), "past_ball": cell, "past_paddle": cell}
+
     def from_board(
         self, board: Any, ball_dir: int = DOWN_RIGHT, lives: int | None = None, waiting: bool = False
     ) -> BreakoutState:
@@ -306,6 +313,8 @@ class Breakout(Env):
             raise ValueError("from_board needs a host board (the ball and paddle are found on the host)")
         direction = check_int_param("ball_dir", ball_dir, 0, 3)
         lives = self.lives if lives is None else check_int_param("lives", lives, 1, 9)
+        if not isinstance(waiting, (bool, np.bool_)):  # "yes" or 0.5 would pass as True
+            raise ValueError(f"waiting={waiting!r} must be True or False")
         balls = np.argwhere(arr >= BALL)
         paddles = np.argwhere((arr == PADDLE) | (arr == PADDLE + BALL))
         if len(balls) != 1:

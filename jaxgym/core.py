@@ -291,6 +291,38 @@ class Env(abc.ABC):
         """The board as an ``(H, W, 3)`` uint8 image. Pure JAX: jit- and vmap-able."""
         return self._renderer(state)
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Inclusive ``(lo, hi)`` value ranges of the state's integer fields, for checking
+        states from outside (``check_fields``; ``bridges.export.load_state``). A game adds its
+        own fields' ranges to these, from the same attributes its ``from_board`` checks."""
+        top = int(np.iinfo(np.int32).max)
+        return {"step_count": (0, top), "score": (0, top)}
+
+    def check_fields(self, fields: dict[str, Any]) -> None:
+        """Raise ValueError naming the field and the value unless every field of a host state
+        (``{name: array}``) has the dtype kind and value range the game can produce: integer
+        fields within :meth:`field_bounds`, bool fields bool, float fields finite.
+
+        >>> import jaxgym
+        >>> jaxgym.make("2048").check_fields({"board": np.full((4, 4), -1)})
+        Traceback (most recent call last):
+        ...
+        ValueError: state field 'board' values must be in 0..17, got min -1 max -1
+        """
+        bounds = self.field_bounds()
+        for name, value in fields.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind == "b":
+                continue
+            if arr.dtype.kind == "f":
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"state field {name!r} must be finite, got {arr.reshape(-1)[:8].tolist()}")
+                continue
+            if name not in bounds:
+                raise ValueError(f"state field {name!r} has no known range in {self.id}; it cannot be checked")
+            lo, hi = bounds[name]
+            check_board(arr, arr.shape, lo, hi, what="values", whole_floats=False, label=f"state field {name!r}")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
 
@@ -322,13 +354,15 @@ def check_board(
     what: str,
     detail: str = "",
     whole_floats: bool = True,
+    label: str = "board",
 ) -> np.ndarray | None:
     """Validate a host board given to ``from_board``; a traced board (under ``jit``/``vmap``)
     passes unchecked and gives None, a host one comes back as a NumPy array.
 
     Raises ValueError naming the offending value: a wrong shape, a non-integer dtype (whole
-    floats pass when ``whole_floats``), or a value outside ``lo..hi`` (``what`` names the
-    values, ``detail`` follows the range in the message).
+    floats pass when ``whole_floats``; strings, objects and bools never), or a value outside
+    ``lo..hi`` (``what`` names the values, ``detail`` follows the range in the message,
+    ``label`` names the array).
 
     >>> check_board([[0, 3]], (1, 2), 0, 2, what="kinds")
     Traceback (most recent call last):
@@ -339,10 +373,13 @@ def check_board(
         return None
     arr = np.asarray(board)
     if arr.shape != tuple(shape):
-        raise ValueError(f"board must have shape {tuple(shape)}, got {arr.shape}")
-    integer = np.issubdtype(arr.dtype, np.integer)
-    if not integer and not (whole_floats and (arr == np.round(arr)).all()):
-        raise ValueError(f"board must hold integer {what}, got dtype {arr.dtype}")
+        raise ValueError(f"{label} must have shape {tuple(shape)}, got {arr.shape}")
+    # Strings, objects and bools are refused before any arithmetic touches them (np.round of
+    # a string array raises deep inside NumPy; True would pass as 1).
+    integer = arr.dtype.kind in "iu"
+    whole = whole_floats and arr.dtype.kind == "f" and bool(np.isfinite(arr).all()) and (arr == np.round(arr)).all()
+    if not integer and not whole:
+        raise ValueError(f"{label} must hold integer {what}, got dtype {arr.dtype}")
     if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise ValueError(f"board {what} must be in {lo}..{hi}{detail}, got min {arr.min()} max {arr.max()}")
+        raise ValueError(f"{label} {what} must be in {lo}..{hi}{detail}, got min {arr.min()} max {arr.max()}")
     return arr

@@ -224,6 +224,10 @@ class Game2048(Env):
         )
         return next_state, jnp.any(moved != state.board)
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Exponents are those ``from_board`` accepts (see ``Env.field_bounds``)."""
+        return {**super().field_bounds(), "board": (0, self.max_exponent)}
+
     def from_board(self, board: Any) -> Game2048State:
         """A state from a board of exponents (0 empty, e for tile 2**e), score 0.
         Use ``from_tiles`` for a board of tile values."""

@@ -502,6 +502,13 @@ class ShisenSho(Env):
             board, (self.size, self.size), 0, self.num_kinds, what="kinds", detail=" (0 is an empty cell)"
         )
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Kinds as ``from_board`` accepts them; pictures index a class's images (see ``Env.field_bounds``)."""
+        bounds = {**super().field_bounds(), "board": (0, self.num_kinds)}
+        if hasattr(self, "images_per_class"):
+            bounds["picture"] = (0, self.images_per_class - 1)
+        return bounds
+
     def _from_arrays(self, board: Array, picture: Array) -> ShisenShoState:
         legal, stuck = legal_action_mask(board)
         return self._state(board, picture, **initial_fields(legal, stuck))

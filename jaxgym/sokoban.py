@@ -396,6 +396,9 @@ def parse_level(text: str) -> np.ndarray:
 def load_boxoban(text: str) -> list[np.ndarray]:
     """Every level of a Boxoban-format file (levels after ``; <number>`` header lines,
     separated by blank lines), as boards of cell codes, in file order."""
+    if not isinstance(text, str):
+        raise ValueError(f"load_boxoban takes the file's text (a str), got {type(text).__name__}; "
+                         f"decode bytes first, e.g. data.decode('ascii'), or pass Path(...).read_text()")
     levels, current = [], []
     for line in text.split("\n"):
         if line.startswith(";"):
@@ -549,6 +552,10 @@ class Sokoban(Env):
             score=boxes_on_targets(board),
         )
         return moved, legal
+
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Cell codes as ``from_board`` accepts them; the score counts boxes on targets (see ``Env.field_bounds``)."""
+        return {**super().field_bounds(), "board": (FLOOR, PLAYER_ON_TARGET), "score": (0, self.size * self.size)}
 
     def from_board(self, board: Any) -> SokobanState:
         """A state for a level: a ``(size, size)`` array of cell codes, or XSB / Boxoban

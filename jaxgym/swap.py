@@ -534,6 +534,10 @@ class Swap(Env):
         )
         return next_state, valid
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Kinds as ``from_board`` accepts them (see ``Env.field_bounds``)."""
+        return {**super().field_bounds(), "board": (0, self.kinds - 1)}
+
     def from_board(self, board: Any) -> SwapState:
         """A state for a board of kinds (score 0, no moves yet). The board must be what the
         game can show: full, kinds in range, no run, at least one valid swap."""

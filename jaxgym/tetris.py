@@ -312,6 +312,12 @@ class Tetris(Env):
         )
         return placed, legal
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        """Cells and piece kinds as ``from_board`` accepts them (see ``Env.field_bounds``)."""
+        top = int(np.iinfo(np.int32).max)
+        return {**super().field_bounds(), "board": (0, len(PIECE_NAMES)), "piece": (0, len(PIECE_NAMES) - 1),
+                "lines": (0, top)}
+
     def from_board(self, board: Any, piece: int = 0) -> TetrisState:
         """A state for a well (``(rows, cols)`` ints, 0 empty, 1..7 filled by that kind) and
         the piece kind to place (0..6, default 0 = I), score 0. A well may hold full rows

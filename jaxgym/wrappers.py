@@ -65,6 +65,12 @@ class Wrapper(Env):
     def describe(self, state: State) -> str:
         return self.env.describe(state)
 
+    def field_bounds(self) -> dict[str, tuple[int, int]]:
+        return self.env.field_bounds()
+
+    def check_fields(self, fields: dict[str, Any]) -> None:
+        self.env.check_fields(fields)
+
     def prompt(self) -> str:
         return self.env.prompt()
 

@@ -4,7 +4,7 @@ A checkpoint directory ``checkpoints/step_000025/`` holds::
 
     state/               DeepSpeed's model, optimizer and scheduler files (torch zip files)
     rng_rank<r>.json     every RNG state of data-parallel rank r (JSON: no code can hide in it)
-    checkpoint.json      the manifest, written last: step, ranks, config, every file's size
+    checkpoint.json      the manifest, written last: step, ranks, config, every file's size and sha256
 
 Safety: nothing is unpickled. The RNG states are JSON, and DeepSpeed's ``.pt`` files are
 read with ``torch.load(weights_only=True)`` allowing only the few DeepSpeed classes its
@@ -13,13 +13,15 @@ before any of it runs.
 
 Completeness: a checkpoint is written into ``.step_000025.partial/`` and renamed to
 ``step_000025/`` after its manifest is in place, so a process killed mid-write leaves
-only a partial directory that no resume looks at. On load the manifest's sizes are checked,
-and a run directory's newest complete checkpoint is used, with a warning for each newer one
-that is skipped.
+only a partial directory that no resume looks at. On load the manifest's sizes and content
+hashes are checked (one flipped byte in a weight file is found before anything loads), and a
+run directory's newest intact checkpoint is used, with a warning naming each newer one that
+is skipped and its changed file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -143,6 +145,15 @@ def _files(directory: Path) -> dict[str, int]:
             if p.is_file() and p.name != MANIFEST}
 
 
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in chunks (weight files run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def partial_dir(checkpoints: Path, name: str) -> Path:
     """Where checkpoint ``name`` is written before it is complete."""
     return checkpoints / f".{name}{PARTIAL_SUFFIX}"
@@ -150,8 +161,9 @@ def partial_dir(checkpoints: Path, name: str) -> Path:
 
 def finish(partial: Path, final: Path, *, step: int, world_size: int, config: dict[str, Any]) -> None:
     """Write ``partial``'s manifest and rename it to ``final`` (rank 0, after every rank wrote)."""
+    files = _files(partial)
     manifest = {"format": FORMAT_VERSION, "step": step, "world_size": world_size, "config": config,
-                "files": _files(partial)}
+                "files": files, "sha256": {name: sha256_of(partial / name) for name in files}}
     write_text_atomic(partial / MANIFEST, json.dumps(manifest, indent=1))
     if final.exists():  # an incomplete or corrupt one of the same step (a resume fell back past it)
         shutil.rmtree(final)
@@ -183,6 +195,15 @@ def verify(directory: Path) -> dict[str, Any]:
         if path.stat().st_size != size:
             raise CheckpointError(f"checkpoint {directory}: {name} has {path.stat().st_size} bytes, the manifest "
                                   f"says {size} (truncated or overwritten)")
+    # Manifests written before hashes were recorded have sizes only; they are checked by size.
+    hashes = manifest.get("sha256", {})
+    if not isinstance(hashes, dict) or (hashes and set(hashes) != set(manifest["files"])):
+        raise CheckpointError(f"{manifest_path} is not a checkpoint manifest (its sha256 entries do not match "
+                              f"its files)")
+    for name, expected in hashes.items():
+        if sha256_of(directory / name) != expected:
+            raise CheckpointError(f"checkpoint {directory}: {name} has changed since it was written (its sha256 "
+                                  f"differs from the manifest's; a flipped bit or an overwrite)")
     return manifest
 
 

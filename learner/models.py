@@ -401,6 +401,77 @@ def check_vision_language_config(config: Any, spec: str) -> None:
         )
 
 
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+"""The largest safetensors header read (the ``safetensors`` library's own limit)."""
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ``ValueError`` naming ``path`` unless it is a whole safetensors file: an 8-byte
+    header length within the file and :data:`SAFETENSORS_MAX_HEADER`, a JSON header within
+    ``bridges.safe_json``'s limits, and every tensor's bytes inside the file. Reads the header
+    only, so a file cut short by a killed export is found before ``from_pretrained`` reads it."""
+    from bridges.safe_json import loads_bounded
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length < 2 or length > min(size - 8, SAFETENSORS_MAX_HEADER):
+            raise ValueError(f"{path} is not a whole safetensors file: its header claims {length} bytes of "
+                             f"{size - 8} in the file (limit {SAFETENSORS_MAX_HEADER}); it was cut short or is "
+                             f"corrupt: export the model again")
+        raw = f.read(length)
+    try:
+        header = loads_bounded(raw, max_bytes=SAFETENSORS_MAX_HEADER)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} has an unreadable safetensors header ({error}); export the model again") from None
+    ends = [entry.get("data_offsets", [0, 0])[1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict)] if isinstance(header, dict) else None
+    if ends is None or any(not isinstance(end, int) for end in ends):
+        raise ValueError(f"{path} has a malformed safetensors header; export the model again")
+    data = size - 8 - length
+    if ends and max(ends) > data:
+        raise ValueError(f"{path} is cut short: its tensors need {max(ends)} bytes of data, it holds {data} "
+                         f"(an export killed midway?); export the model again")
+
+
+def check_model_files(source: str) -> None:
+    """Check a local model directory's weight files (:func:`check_safetensors`) and that a
+    sharded model has every shard its index names; a hub id is left to ``from_pretrained``."""
+    local = Path(source)
+    if not local.is_dir():
+        return
+    index = local / "model.safetensors.index.json"
+    if index.is_file():
+        from bridges.safe_json import loads_bounded
+
+        try:
+            shards = sorted(set(loads_bounded(index.read_bytes())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{index} is not a safetensors index ({error}); export the model again") from None
+        missing = [name for name in shards if not isinstance(name, str) or not (local / name).is_file()]
+        if missing:
+            raise ValueError(f"model directory {source!r} lacks weight shards {missing[:4]} that its index names "
+                             f"(an export killed midway?); export the model again")
+    for weights in sorted(local.glob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def _read_chat_template_json(path: Path) -> str | None:
+    """The ``chat_template`` string of a ``chat_template.json``; ``ValueError`` naming the file
+    for anything else (a list, a number, a template that is no string)."""
+    from bridges.safe_json import loads_bounded
+
+    try:
+        data = loads_bounded(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it must be {{\"chat_template\": \"...\"}}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chat_template", ""), str):
+        raise ValueError(f"{path} must be a JSON object {{\"chat_template\": \"<jinja template>\"}}, got "
+                         f"{str(data)[:80]!r}")
+    return data.get("chat_template")
+
+
 def load_processor(source: str) -> Any:
     """The image-only processor of a saved model: its tokenizer, image processor and chat
     template (``chat_template.jinja`` / ``chat_template.json`` if the directory has one)."""
@@ -415,7 +486,7 @@ def load_processor(source: str) -> Any:
     if (local / "chat_template.jinja").is_file():
         template = (local / "chat_template.jinja").read_text()
     elif (local / "chat_template.json").is_file():
-        template = json.loads((local / "chat_template.json").read_text()).get("chat_template")
+        template = _read_chat_template_json(local / "chat_template.json")
     return make_processor(tokenizer, image_processor, template)
 
 
@@ -446,12 +517,22 @@ def load_policy(spec: str | None = TINY, *, dtype: Any = None, seed: int = 0, **
             f"the cache ({error}); pass an existing directory, a reachable hub id, or {TINY!r}"
         ) from error
     check_vision_language_config(config, spec)
+    check_model_files(source)  # a cut-short weight file: a clear error before from_pretrained reads it
     kwargs = dict(model_kwargs)
     if dtype is not None:
         kwargs["dtype"] = _torch_dtype(dtype)
-    model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-    vision_tower(model)  # a config with vision_config but weights without it fails here
-    return model, load_processor(source)
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        vision_tower(model)  # a config with vision_config but weights without it fails here
+        processor = load_processor(source)
+    except (OSError, SafetensorError) as error:
+        # A directory missing its weights or tokenizer files: an export killed midway.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"could not load model {spec!r}: the directory is incomplete or corrupt ({first}); an "
+                         f"export killed midway leaves this: export the model again") from None
+    return model, processor
 
 
 def vision_tower(model: Any) -> Any:

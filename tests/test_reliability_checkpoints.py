@@ -27,10 +27,11 @@ class _Payload:
 
 
 def _reseal(directory: Path) -> None:
-    """Rewrite the manifest's sizes so a tampered file passes the completeness check and
-    reaches the loader itself."""
+    """Rewrite the manifest's sizes and hashes so a tampered file passes the integrity check
+    and reaches the loader itself."""
     manifest = json.loads((directory / ckpt.MANIFEST).read_text())
     manifest["files"] = {name: (directory / name).stat().st_size for name in manifest["files"]}
+    manifest["sha256"] = {name: ckpt.sha256_of(directory / name) for name in manifest["files"]}
     (directory / ckpt.MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -145,9 +146,10 @@ def test_a_truncated_or_corrupt_newest_checkpoint_falls_back_with_a_warning(trai
     shutil.copytree(checkpoints / "step_000003", ckpt.partial_dir(checkpoints, "step_000004"))
     newest_model = next((checkpoints / "step_000003" / "state").glob("*model_states.pt"))
     newest_model.write_bytes(newest_model.read_bytes()[:1000])  # truncated
-    # Same size, garbage content: only the loader can tell.
+    # Same size, garbage content, resealed as if written so: only the loader can tell.
     middle_optim = next((checkpoints / "step_000002" / "state").glob("*optim_states.pt"))
     middle_optim.write_bytes(b"\0" * middle_optim.stat().st_size)
+    _reseal(checkpoints / "step_000002")
     messages: list[str] = []
     trainer.echo = messages.append
     trainer.resume(str(copy))
@@ -161,3 +163,26 @@ def test_a_truncated_or_corrupt_newest_checkpoint_falls_back_with_a_warning(trai
         (directory / ckpt.MANIFEST).unlink()
     with pytest.raises(ckpt.CheckpointError, match="none is complete"):
         trainer.resume(str(copy))
+
+
+@pytest.mark.slow
+def test_one_flipped_byte_in_the_weights_is_found_and_the_previous_checkpoint_used(trained, tmp_path):
+    trainer, run_dir = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    newest = copy / "checkpoints" / "step_000003"
+    model = next((newest / "state").glob("*model_states.pt"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size, one bit: torch would load it as a changed weight
+    model.write_bytes(bytes(data))
+    name = str(model.relative_to(newest))
+    with pytest.raises(ckpt.CheckpointError, match=f"{name} has changed since it was written"):
+        ckpt.verify(newest)
+    messages: list[str] = []
+    trainer.echo = messages.append
+    trainer.resume(str(copy))
+    assert trainer.step == 2
+    text = "\n".join(messages)
+    assert "skipping checkpoint" in text and name in text and "step_000002" in text, text
+    with pytest.raises(ckpt.CheckpointError, match="has changed since it was written"):
+        trainer.resume(str(newest))  # that checkpoint named: no fallback, a clear error

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import jax
 import numpy as np
 
 from bridges.export import load_state, parse_ground_truth
+from bridges.safe_json import MAX_DEPTH, json_depth
 from bridges.scoring import GroupScorer
 
 COMPONENTS = ("game", "format", "perception")
@@ -78,24 +80,55 @@ def completion_text(completion: Any) -> str:
     return "".join(parts)
 
 
+def response_text(index: int, response: Any) -> str:
+    """The text of response ``index``; one that is no text (None, bytes, a number) gets the
+    game's defined penalty, scored as an unparseable answer, with a warning naming the row:
+    one odd completion should not end a training run, and it must not pass unnoticed."""
+    try:
+        return completion_text(response)
+    except ValueError:
+        warnings.warn(f"response {index} is a {type(response).__name__}, not text or chat messages; scored as "
+                      f"an unparseable answer (the game's invalid-move penalty)", RuntimeWarning, stacklevel=3)
+        return ""
+
+
+def truth_key(index: int, truth: Any) -> str:
+    """A ground truth as the string that groups responses to it (a dict is dumped once its
+    depth is checked: ``json.dumps`` recurses, as ``json.loads`` does)."""
+    if isinstance(truth, str):
+        return truth
+    if isinstance(truth, (dict, list)) and json_depth(truth) > MAX_DEPTH:
+        raise ValueError(f"ground truth of response {index} is nested deeper than {MAX_DEPTH} levels; "
+                         f"pass the 'answer' column of a bridges.export dataset")
+    try:
+        return json.dumps(truth, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"ground truth of response {index} is not JSON ({error}); pass the 'answer' column "
+                         f"of a bridges.export dataset") from None
+
+
 def score_responses(ground_truths: Sequence[Any], responses: Sequence[Any], **overrides: Any) -> dict[str, np.ndarray]:
     """Reward components of ``responses[i]`` against ``ground_truths[i]`` (see module doc).
 
-    Returns ``{name: (N,) array}`` for the names in :data:`FIELDS` (float32; ``parsed`` and
-    ``legal`` bool)."""
+    A malformed ground truth raises ``ValueError`` naming its response index (the dataset is
+    wrong: scoring on would train on noise); a response that is no text is scored as
+    unparseable with a warning (:func:`response_text`). Returns ``{name: (N,) array}`` for the
+    names in :data:`FIELDS` (float32; ``parsed`` and ``legal`` bool)."""
     if len(ground_truths) != len(responses):
         raise ValueError(f"got {len(ground_truths)} ground truths for {len(responses)} responses; "
                          f"pass one ground truth per response")
     groups: dict[str, list[int]] = {}
     for i, truth in enumerate(ground_truths):
-        key = truth if isinstance(truth, str) else json.dumps(truth, sort_keys=True)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(truth_key(i, truth), []).append(i)
     out = {name: np.zeros(len(responses), bool if name in ("parsed", "legal") else np.float32) for name in FIELDS}
     for text, rows in groups.items():
-        truth = parse_ground_truth(text)
-        _, state = load_state(truth)
+        try:
+            truth = parse_ground_truth(text)
+            _, state = load_state(truth)
+        except ValueError as error:
+            raise ValueError(f"ground truth of response {rows[0]} (shared by {len(rows)} responses): {error}") from None
         scores = scorer_for(truth, **overrides).score(
-            jax.tree.map(lambda x: x[None], state), [[completion_text(responses[i]) for i in rows]],
+            jax.tree.map(lambda x: x[None], state), [[response_text(i, responses[i]) for i in rows]],
             jax.random.key(int(truth["score_seed"])),
         )
         for name in FIELDS:
@@ -113,9 +146,9 @@ class CachedScorer:
 
     def __call__(self, ground_truths: Sequence[Any], responses: Sequence[Any],
                  **overrides: Any) -> dict[str, np.ndarray]:
-        texts = tuple(completion_text(r) for r in responses)
-        key = (tuple(g if isinstance(g, str) else json.dumps(g, sort_keys=True) for g in ground_truths), texts,
-               json.dumps(overrides, sort_keys=True))
+        texts = tuple(response_text(i, r) for i, r in enumerate(responses))
+        truths = tuple(truth_key(i, g) for i, g in enumerate(ground_truths))
+        key = (truths, texts, json.dumps(overrides, sort_keys=True))
         if key != self._key:
             self._value = score_responses(list(key[0]), list(texts), **overrides)
             self._key = key

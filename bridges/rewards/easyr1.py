@@ -25,6 +25,11 @@ def compute_score(reward_inputs: Sequence[dict[str, Any]], **overrides: Any) -> 
     if isinstance(reward_inputs, dict):
         raise ValueError("compute_score takes a list of reward inputs (a batch, REWARD_TYPE='batch'), got one dict; "
                          "wrap it in a list")
+    for i, r in enumerate(reward_inputs):
+        missing = [k for k in ("response", "ground_truth") if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise ValueError(f"reward input {i} lacks {missing}; EasyR1 passes {{'response', 'response_length', "
+                             f"'ground_truth'}} per response (data.answer_key=answer)")
     scores = score_responses([r["ground_truth"] for r in reward_inputs], [r["response"] for r in reward_inputs],
                              **overrides)
     names = ("overall", *COMPONENTS)

@@ -25,6 +25,8 @@ def response_of(query: str, prompt: str) -> str:
     >>> response_of("<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n<answer>1</answer><|im_end|>", "x")
     '<answer>1</answer>'
     """
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be the templated prompt string, got {type(prompt).__name__}")
     if query.startswith(prompt):
         response = query[len(prompt):]
     elif ASSISTANT_TURN in query:
@@ -32,20 +34,33 @@ def response_of(query: str, prompt: str) -> str:
     else:
         raise ValueError(f"cannot find the response in query {query[:80]!r}...: it neither starts with its "
                          f"prompt nor has an assistant turn ({ASSISTANT_TURN!r})")
-    changed = True
-    while changed:
-        changed = False
+    return strip_end_tokens(response)
+
+
+def strip_end_tokens(response: str) -> str:
+    """``response`` without any run of trailing end tokens, in one backward pass: the end
+    moves left token by token and the string is cut once (cutting per token copied the
+    rest each time, quadratic in a run of a million tokens).
+
+    >>> strip_end_tokens("<answer>1</answer><|im_end|><|endoftext|><|im_end|>")
+    '<answer>1</answer>'
+    """
+    end = len(response)
+    while True:
         for token in END_TOKENS:
-            if response.endswith(token):
-                response, changed = response[: -len(token)], True
-    return response
+            if response.endswith(token, 0, end):  # compares len(token) characters, copies nothing
+                end -= len(token)
+                break
+        else:
+            return response[:end]
 
 
 def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[str], **overrides: Any) -> dict:
     """``{"rewards", "scores", "extra_logs": {component: ...}}`` as float32 torch tensors."""
     import torch
 
-    responses = [response_of(q, p) for q, p in zip(queries, prompts, strict=True)]
+    responses = [response_of(q, p) if isinstance(q, str) else q for q, p in zip(queries, prompts, strict=True)]
+    # A query that is no text reaches score_responses as it is: the game's penalty, with a warning.
     scores = score_responses(list(labels), responses, **overrides)
     overall = torch.tensor(scores["overall"])
     return {

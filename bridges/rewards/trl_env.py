@@ -18,13 +18,24 @@ dataset without an ``images`` column: the first board comes from ``reset``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
+import numpy as np
 
 from bridges.export import load_state, parse_ground_truth
 from bridges.protocol import protocol_for, shape_reward
 from bridges.scoring import parse_action
+from jaxgym.core import Env
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_play(env: Env) -> tuple[Any, Any]:
+    """``(step, render)`` of ``env`` jitted, once per game (``bridges.export.env_for`` hands out
+    one env per game and parameters): eager, every ``move`` re-dispatched each op (0.5 s a
+    move); jitted, a move is one compiled call."""
+    return jax.jit(env.step), jax.jit(env.render)
 
 
 class GameEnvironment:
@@ -47,7 +58,7 @@ class GameEnvironment:
 
         if self.observation == "text":
             return [{"type": "text", "text": f"{note}\nThe board:\n{self.env.describe(jax.device_get(self.state))}"}]
-        (image,) = images_to_pil(self.env.render(self.state))
+        (image,) = images_to_pil(compiled_play(self.env)[1](self.state))
         return [{"type": "image", "image": image}, {"type": "text", "text": note}]
 
     def reset(self, answer: str | None = None, **row: Any) -> list[dict[str, Any]]:
@@ -75,7 +86,10 @@ class GameEnvironment:
             raise RuntimeError("call reset() before move()")
         action, parsed = parse_action(self.env, answer)
         self.key, key = jax.random.split(self.key)
-        self.state = self.env.step(self.state, action, key)
+        step, _ = compiled_play(self.env)
+        # Clamped on the host: jit would wrap an action outside int32 into a legal one.
+        info = np.iinfo(np.int32)
+        self.state = step(self.state, np.int32(min(max(action, info.min), info.max)), key)
         game = float(shape_reward(protocol_for(self.env).shaping, self.state.reward, self.state.last_action_legal))
         self.moves += 1
         self.total += game
@@ -85,6 +99,9 @@ class GameEnvironment:
 
     def get_reward(self) -> float:
         """The summed game reward of this rollout's moves."""
+        if self.env is None:
+            raise RuntimeError("get_reward() before reset(): TRL calls reset(**row) first; call it with a row of a "
+                               "bridges.export dataset")
         if self.moves == 0:
             return float(shape_reward(protocol_for(self.env).shaping, -1.0, False))
         return self.total
