@@ -120,8 +120,7 @@ def eval_preset(protocol: str, game: str) -> EvalPreset:
     presets = EVAL_PROTOCOLS[protocol]
     if isinstance(presets, EvalPreset):
         return presets
-    name, sep, version = game.rpartition("-v")
-    name = name if sep and version.isdigit() else game
+    name = registry.game_name(game)
     if name not in presets:
         raise ValueError(f"protocol {protocol!r} has no setting for game {game!r}; it covers {sorted(presets)}")
     return presets[name]

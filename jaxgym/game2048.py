@@ -11,7 +11,7 @@ thousands of boards runs one straight-line program.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -195,6 +195,16 @@ class Game2048(Env):
         sample_depth=100, sample_policy="uniform", eval_warmup=100, w_format=1.0, w_perception=1.0,
         shaping="sign", eval_score="raw",
     )
+    # Every tile value 2 .. 2**17 in a board row, repeated so that each becomes one token
+    # (reading a board is then one decision per cell), the move names, the merge words. The
+    # lines are frozen: see ShisenSho.tokenizer_corpus.
+    tokenizer_corpus: ClassVar[tuple[str, ...]] = (
+        *[" | ".join(f" {2**e} " for e in range(1, 18)) + " | - "] * 24,
+        "<perception> 2 | - | 4 | 8 </perception> <think> I move the tiles left. </think> <answer>3</answer>",
+        "Moves: 0 = up, 1 = right, 2 = down, 3 = left.",
+        " merge",
+        " 16 32 64 128 256 512 1024 2048 4096",
+    )
 
     def __init__(self, size: int = 4, image_size: int | tuple[int, int] = 448):
         self.size = check_int_param("size", size, 3, 8)
@@ -278,3 +288,11 @@ class Game2048(Env):
 
     def format_answer(self, action: int) -> str:
         return parsing.format_answer(str(int(action)))
+
+    def reasoning_line(self, perception: str, action: int, raw_reward: float) -> str:
+        """The move's direction and the merge score it earns.
+
+        >>> Game2048().reasoning_line(" 2 | 2 ", 3, 4.0)
+        'Moving left merges for 4 points.'
+        """
+        return f"Moving {ACTION_NAMES[int(action)]} merges for {int(raw_reward)} points."
