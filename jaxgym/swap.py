@@ -38,7 +38,7 @@ from jaxgym.core import (
 )
 from jaxgym.grid import slide_left
 from jaxgym.palette import COLOR_NAMES, SHAPES
-from jaxgym.protocol import GameProtocol, random_cell_pairs
+from jaxgym.protocol import EvalPreset, GameProtocol, random_cell_pairs
 
 MAX_SHAPES = len(SHAPES)
 
@@ -464,9 +464,15 @@ class Swap(parsing.CellPairAnswers, Env):
     version = 0
     invalid_action_reward = -1.0
     # The paper's: fresh boards, successful swaps counted in evaluation.
+    # lmgame-bench's Candy Crush (github.com/lmgame-org/GamingAgent @ 996d848,
+    # gamingagent/configs/custom_03_candy_crush/config.yaml: max_steps 50, num_runs 3;
+    # gamingagent/envs/custom_03_candy_crush/game_env_config.json: num_rows 8, num_cols 8,
+    # num_colours 4, num_moves 50, no specials) is Swap 8x8 with 4 colours of one shape.
     protocol = GameProtocol(
         sample_depth=0, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=1.0,
         shaping="sign", eval_score="success", random_answer=random_cell_pairs,
+        eval_presets=(("lmgame", EvalPreset(
+            runs=3, steps=50, warmup=0, params={"size": 8, "colors": 4, "shapes": 1, "max_moves": 50})),),
     )
     # The answer may list numbered steps around its two cells ("1. First: (5, 5)").
     first_two_pairs = True
