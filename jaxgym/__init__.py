@@ -4,6 +4,7 @@ Every game is a set of pure JAX functions (reset, step, legal mask, render) over
 pytree, so thousands of boards step and render in one jitted, vmapped call::
 
     import jax, jaxgym
+    import renderers                     # registers every game's renderer (the layer above)
     env = jaxgym.make("2048")
     state = env.reset(jax.random.key(0))
     state = env.step(state, 3, jax.random.key(1))
