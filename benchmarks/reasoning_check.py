@@ -53,7 +53,7 @@ def check_2048(env: Any, states: Any, texts: list[str]) -> dict[str, float]:
 
     import jax
 
-    from bridges.teachers import DIRECTIONS_2048
+    from jaxgym.game2048 import ACTION_NAMES
 
     earned = np.asarray(jax.jit(jax.vmap(jax.vmap(env.step, in_axes=(None, 0, None)), in_axes=(0, None, None)))(
         states, np.arange(4, dtype=np.int32), jax.random.key(0)).reward)
@@ -63,7 +63,7 @@ def check_2048(env: Any, states: Any, texts: list[str]) -> dict[str, float]:
         if claim is None:
             right.append(False)
             continue
-        score = int(earned[b, DIRECTIONS_2048.index(claim.group(1))])
+        score = int(earned[b, ACTION_NAMES.index(claim.group(1))])
         chosen.append(score)
         right.append(int(claim.group(2)) == score)
     blind = Counter(chosen).most_common(1)[0][1] / len(texts) if chosen else 0.0

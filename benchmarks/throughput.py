@@ -46,6 +46,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxgym  # noqa: E402
+import renderers  # noqa: E402,F401  (registers every game's renderer)
 
 # Game configurations benchmarked per registered game name (others get their defaults).
 GAME_CONFIGS: dict[str, list[dict[str, Any]]] = {
@@ -445,7 +446,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--image-size", type=int, nargs="+", default=None, help="frame size H [W] for every game (default: 448)"
     )
     args = p.parse_args(argv)
-    known = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
+    known = jaxgym.registered_names()
     args.games = args.games or (["2048"] if args.quick else known)
     for g in args.games:
         if g not in known:

@@ -15,15 +15,14 @@ for any ``jaxgym.Env``.
 0.5
 
 Evaluation presets (:func:`eval_preset`): ``"paper"`` (10 runs of 100 steps, the game's
-warm-up) and ``"lmgame"`` (lmgame-bench's settings for 2048 and Candy Crush / Swap).
+warm-up) and ``"lmgame"`` (lmgame-bench's settings, declared by the games it has: 2048 and
+Candy Crush, whose board is Swap's).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from jaxgym import registry
@@ -33,6 +32,7 @@ from jaxgym.protocol import (
     GENERIC,
     SAMPLE_POLICIES,
     SHAPINGS,
+    EvalPreset,
     GameProtocol,
     Shaping,
     random_cell_pairs,
@@ -77,34 +77,26 @@ def protocol_for(env: Env | str) -> GameProtocol:
 # -- evaluation presets ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EvalPreset:
-    """One game's evaluation setting under a named protocol: ``runs`` runs of ``steps`` steps
-    after ``warmup`` random actions (None: the game's ``eval_warmup``), on
-    ``jaxgym.make(game, **params)``."""
+FROM_THE_GAMES = "from the games"
+"""An :data:`EVAL_PROTOCOLS` entry whose presets each game declares (``GameProtocol.eval_presets``)."""
 
-    runs: int
-    steps: int
-    warmup: int | None = None
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-EVAL_PROTOCOLS: dict[str, dict[str, EvalPreset] | EvalPreset] = {
+EVAL_PROTOCOLS: dict[str, EvalPreset | str] = {
     # The paper's avg@10: 10 runs of 100 steps after the game's warm-up, default boards.
     "paper": EvalPreset(runs=10, steps=100),
-    # lmgame-bench (github.com/lmgame-org/GamingAgent @ 996d848):
-    #   gamingagent/configs/custom_01_2048/config.yaml: max_steps 1000, num_runs 3, on
-    #   gymnasium_2048's 4x4 board (gamingagent/envs/custom_01_2048/game_env_config.json),
-    #   from a fresh board;
-    #   gamingagent/configs/custom_03_candy_crush/config.yaml: max_steps 50, num_runs 3, and
-    #   gamingagent/envs/custom_03_candy_crush/game_env_config.json: num_rows 8, num_cols 8,
-    #   num_colours 4, num_moves 50, no specials -> Swap 8x8 with 4 colours of one shape.
-    "lmgame": {
-        "2048": EvalPreset(runs=3, steps=1000, warmup=0, params={"size": 4}),
-        "swap": EvalPreset(runs=3, steps=50, warmup=0, params={"size": 8, "colors": 4, "shapes": 1, "max_moves": 50}),
-    },
+    # lmgame-bench's settings (github.com/lmgame-org/GamingAgent @ 996d848), for the games that
+    # declare one (their sources are cited beside them).
+    "lmgame": FROM_THE_GAMES,
 }
-"""Named evaluation protocols: one preset for every game, or a preset per game name."""
+"""Named evaluation protocols: one preset for every game, or each game's own."""
+
+
+def _game_presets(protocol: str) -> dict[str, EvalPreset]:
+    found = {}
+    for name in registry.registered_names():
+        declared = dict(protocol_for(name).eval_presets)
+        if protocol in declared:
+            found[name] = declared[protocol]
+    return found
 
 
 def eval_preset(protocol: str, game: str) -> EvalPreset:
@@ -117,11 +109,11 @@ def eval_preset(protocol: str, game: str) -> EvalPreset:
     """
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"protocol={protocol!r} is unknown; allowed: {sorted(EVAL_PROTOCOLS)}")
-    presets = EVAL_PROTOCOLS[protocol]
-    if isinstance(presets, EvalPreset):
-        return presets
-    name, sep, version = game.rpartition("-v")
-    name = name if sep and version.isdigit() else game
+    preset = EVAL_PROTOCOLS[protocol]
+    if isinstance(preset, EvalPreset):
+        return preset
+    presets = _game_presets(protocol)
+    name = registry.game_name(game)
     if name not in presets:
         raise ValueError(f"protocol {protocol!r} has no setting for game {game!r}; it covers {sorted(presets)}")
     return presets[name]

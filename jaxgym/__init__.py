@@ -4,6 +4,7 @@ Every game is a set of pure JAX functions (reset, step, legal mask, render) over
 pytree, so thousands of boards step and render in one jitted, vmapped call::
 
     import jax, jaxgym
+    import renderers                     # registers every game's renderer (the layer above)
     env = jaxgym.make("2048")
     state = env.reset(jax.random.key(0))
     state = env.step(state, 3, jax.random.key(1))
@@ -11,12 +12,21 @@ pytree, so thousands of boards step and render in one jitted, vmapped call::
 """
 
 import importlib.util
+from typing import Any
 
 from jaxgym.breakout import Breakout
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE, Env, State
 from jaxgym.game2048 import Game2048
 from jaxgym.protocol import GameProtocol
-from jaxgym.registry import make, make_vec, register, register_renderer, registered_games
+from jaxgym.registry import (
+    game_name,
+    make,
+    register,
+    register_renderer,
+    registered_games,
+    registered_names,
+    split_game_id,
+)
 from jaxgym.shisensho import ShisenSho, ShisenShoImages
 from jaxgym.sokoban import Sokoban
 from jaxgym.swap import Swap
@@ -30,6 +40,15 @@ register("swap", 0, Swap)
 register("breakout", 0, Breakout)
 register("sokoban", 0, Sokoban)
 register("tetris", 0, Tetris)
+
+
+def make_vec(game_id: str, num_envs: int, **kwargs: Any) -> Any:
+    """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of a game (needs gymnasium);
+    see ``jaxgym.vector_env.GymnasiumVectorEnv`` for the keyword arguments."""
+    from jaxgym.vector_env import GymnasiumVectorEnv  # gymnasium is optional: imported on use
+
+    return GymnasiumVectorEnv(game_id, num_envs, **kwargs)
+
 
 if importlib.util.find_spec("gymnasium") is not None:  # gymnasium.make("jaxgym/<id>"); jaxgym needs no gymnasium
     from jaxgym.gym_env import register_envs as _register_gymnasium_envs
@@ -52,10 +71,13 @@ __all__ = [
     "Tetris",
     "TimeLimit",
     "Wrapper",
+    "game_name",
     "make",
     "make_vec",
     "register",
     "register_renderer",
     "registered_games",
+    "registered_names",
+    "split_game_id",
 ]
 __version__ = "0.1.0"

@@ -10,8 +10,11 @@ An :class:`Env` is a bundle of pure functions over an immutable state pytree::
 
 A game implements the per-game parts only: ``reset``, the transition ``_step`` (the template
 ``Env.step`` does the bookkeeping every game shares), ``from_board`` (with
-:func:`check_board`), ``_describe``, ``prompt``, ``parse_answer`` and ``format_answer``; its
-renderer registers itself (``jaxgym.registry.register_renderer``). See
+:func:`check_board`), ``_describe``, ``prompt``, ``parse_answer`` and ``format_answer``. What
+the layers above need to know of a game comes from hooks with working defaults here (its own
+teachers, the reasoning line of a cold-start target, the words a small tokenizer learns;
+``docs/architecture-games.md``), so that no module above names a game. Its
+renderer registers itself (:func:`register_renderer`, at the import of ``renderers``). See
 ``docs/adding-a-game.md``.
 
 The env object holds only static configuration (board size, palette, image size), so its
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import functools
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import jax
@@ -145,6 +149,53 @@ def check_int_param(name: str, value: Any, lo: int, hi: int | None = None) -> in
     return int(value)
 
 
+VERSION_MARK = "-v"
+"""What joins a game's name and rule version in its id (``"2048-v0"``); read ids with
+``jaxgym.registry.split_game_id``."""
+
+RendererFactory = Callable[[Any], Callable[[Any], Any]]
+"""``factory(env) -> renderer``, a renderer being a callable ``state -> (H, W, 3) uint8``."""
+_RENDERERS: dict[str, RendererFactory] = {}
+
+
+def register_renderer(name: str, factory: RendererFactory) -> None:
+    """Register ``factory(env) -> renderer`` (a callable ``state -> (H, W, 3) uint8``) for
+    game ``name``. Renderer modules call it at import (``import renderers`` registers every
+    game's); registering a name again replaces the factory (a user's own look for a game).
+
+    The registry of renderers lives here, beside ``Env.render`` that reads it, because the
+    games' layer may not import the renderers' layer above it: a renderer registers itself,
+    the game never names it."""
+    if VERSION_MARK in name:
+        raise ValueError(f"register the bare game name, not a versioned id: {name!r}")
+    _RENDERERS[name] = factory
+
+
+def _game_names(env: Any) -> list[str]:
+    return [n for n in (getattr(cls, "name", None) for cls in type(env).__mro__) if isinstance(n, str)]
+
+
+def has_renderer(env: Any) -> bool:
+    """Whether a renderer is registered for ``env``'s game (or a game class it derives from)."""
+    return any(name in _RENDERERS for name in _game_names(env))
+
+
+def renderer_factory(env: Any) -> RendererFactory:
+    """The renderer factory of ``env``'s game: registered for its name, or else for the name
+    of a game class it derives from; ValueError naming the game and the fix if none is."""
+    names = _game_names(env)
+    for name in names:
+        if name in _RENDERERS:
+            return _RENDERERS[name]
+    game = names[0] if names else type(env).__name__
+    registered = ", ".join(sorted(_RENDERERS)) or "none yet"
+    raise ValueError(
+        f"no renderer is registered for game {game!r} (renderers for: {registered}); `import renderers` "
+        f"registers the built-in games' renderers (the game layer never imports the layer above it), and "
+        f"jaxgym.register_renderer(name, factory) registers your own"
+    )
+
+
 PROMPT_STYLES = ("game", "brief")
 """The instruction styles of ``Env.prompt`` (``jaxgym.make``'s ``prompt`` parameter)."""
 
@@ -164,7 +215,7 @@ class Env(abc.ABC):
     @property
     def id(self) -> str:
         """The versioned game id, ``"{name}-v{version}"``."""
-        return f"{self.name}-v{self.version}"
+        return f"{self.name}{VERSION_MARK}{self.version}"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -188,6 +239,40 @@ class Env(abc.ABC):
     protocol: ClassVar[Any] = None
     """The game's ``jaxgym.protocol.GameProtocol`` (sampling, shaping, evaluation scoring);
     ``jaxgym.register`` records it and the bridges read it. None: the bridges' ``GENERIC``."""
+    teachers: ClassVar[tuple[str, ...]] = ()
+    """Names of the game's own teacher policies, offered by ``bridges.teachers.Teacher``
+    beside the ones every game has (``expert``, ``legal-random``, ``random``); each is
+    defined by :meth:`teacher_mask`. None by default."""
+    tokenizer_corpus: ClassVar[tuple[str, ...]] = ()
+    """Lines in the game's own words (perception cells, answers, its prompt's terms) from
+    which a tokenizer trained for small models (``learner.models.build_tiny_tokenizer``)
+    learns its merges: a word that occurs often becomes one token. A line counts as often as
+    it is repeated; a line starting with a space keeps the space on its first word, as
+    inside a sentence. Games that share the same tuple (a class and its subclass) add it
+    once. Empty by default: byte-level BPE still spells every word, in more tokens."""
+
+    def teacher_mask(self, teacher: str, state: State) -> Array:
+        """``(num_actions,)`` bool: the actions teacher ``teacher`` (one of :attr:`teachers`)
+        picks from, uniformly, in one (unbatched) ``state``. Traceable (the teachers
+        ``vmap`` it); an all-False mask lets the teacher pick any action. The base game has
+        no teacher of its own."""
+        raise ValueError(
+            f"teacher={teacher!r} is not one of {self.name!r}'s own teachers; it has "
+            f"{', '.join(self.teachers) or 'none'}"
+        )
+
+    def reasoning_line(self, perception: str, action: int, raw_reward: float) -> str:
+        """The one short sentence a cold-start target writes inside ``<think>`` before it
+        answers ``action`` (in range), a move that earns ``raw_reward`` from the board that
+        ``perception`` (``describe``'s text) shows. It should state a fact of that board the
+        move depends on, so that a student must read the board to write it; the default only
+        names the action.
+
+        >>> import jaxgym
+        >>> jaxgym.make("tetris").reasoning_line("", 5, 0.0)
+        'I play action 5.'
+        """
+        return f"I play action {int(action)}."
 
     def step(self, state: State, action: Array | int, key: PRNGKey) -> State:
         """Apply one flat integer action. Illegal or out-of-range actions are defined,
@@ -271,13 +356,33 @@ class Env(abc.ABC):
 
     @abc.abstractmethod
     def format_answer(self, action: int) -> str:
-        """The ``<answer>...</answer>`` text that ``parse_answer`` maps back to ``action``."""
+        """The ``<answer>...</answer>`` text that ``parse_answer`` maps back to ``action``.
+
+        The contract, for every game (``tests/test_api_contract.py`` checks it for each
+        registered one):
+
+        - ``0 <= action < num_actions``: the game's canonical answer for the move, and
+          ``parse_answer(format_answer(action)) == action``.
+        - ``action == INVALID_ACTION``: a well-formed answer in the game's own answer form
+          that names no move, and ``parse_answer`` maps it back to ``INVALID_ACTION``
+          (2048: ``<answer>-1</answer>``; the pair games: ``<answer>(-1, -1) (-1, -1)</answer>``).
+          Never an exception, never a real move. Why: ``INVALID_ACTION`` is a value every
+          parser returns (a well-formed answer naming a cell off the board) and every
+          ``step`` accepts (the penalised no-op), so the code between a parser and a log,
+          a replay or a cold-start target holds it like any other action and writes it
+          back; raising there turns a defined outcome into a crash halfway through an
+          evaluation, and writing some real move instead would be a silent wrong answer.
+          Spelt in the game's own form with off-board numbers, it stays what it was: a
+          well-formed answer that names no move.
+        - any other integer outside the range: what the game's parser would read as the same
+          out-of-range number where it keeps such numbers (2048, Sokoban, Breakout: the
+          number itself), else a ``ValueError`` naming the value and the range.
+        """
 
     def _make_renderer(self) -> Any:
         """Build the game's renderer (a callable ``state -> (H, W, 3) uint8``): the factory
-        registered for the game (``jaxgym.registry.register_renderer``)."""
-        from jaxgym.registry import renderer_factory  # the registry imports this module
-
+        registered for the game (:func:`register_renderer`; ``import renderers`` registers
+        the built-in games')."""
         return renderer_factory(self)(self)
 
     @functools.cached_property

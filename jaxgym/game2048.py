@@ -11,7 +11,7 @@ thousands of boards runs one straight-line program.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from jaxgym.core import (
     resolve_image_size,
 )
 from jaxgym.grid import slide_left
-from jaxgym.protocol import GameProtocol
+from jaxgym.protocol import EvalPreset, GameProtocol
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
 ACTION_NAMES = ("up", "right", "down", "left")
@@ -191,9 +191,24 @@ class Game2048(Env):
     # The paper's: 100 uniformly random actions after reset (training states and the
     # evaluation warm-up), the sign of the merge score as the game reward, the raw merge
     # score summed in evaluation.
+    # lmgame-bench (github.com/lmgame-org/GamingAgent @ 996d848,
+    # gamingagent/configs/custom_01_2048/config.yaml): max_steps 1000, num_runs 3, on
+    # gymnasium_2048's 4x4 board (gamingagent/envs/custom_01_2048/game_env_config.json), from a
+    # fresh board.
     protocol = GameProtocol(
         sample_depth=100, sample_policy="uniform", eval_warmup=100, w_format=1.0, w_perception=1.0,
         shaping="sign", eval_score="raw",
+        eval_presets=(("lmgame", EvalPreset(runs=3, steps=1000, warmup=0, params={"size": 4})),),
+    )
+    # Every tile value 2 .. 2**17 in a board row, repeated so that each becomes one token
+    # (reading a board is then one decision per cell), the move names, the merge words. The
+    # lines are frozen: see ShisenSho.tokenizer_corpus.
+    tokenizer_corpus: ClassVar[tuple[str, ...]] = (
+        *[" | ".join(f" {2**e} " for e in range(1, 18)) + " | - "] * 24,
+        "<perception> 2 | - | 4 | 8 </perception> <think> I move the tiles left. </think> <answer>3</answer>",
+        "Moves: 0 = up, 1 = right, 2 = down, 3 = left.",
+        " merge",
+        " 16 32 64 128 256 512 1024 2048 4096",
     )
 
     def __init__(self, size: int = 4, image_size: int | tuple[int, int] = 448):
@@ -282,3 +297,11 @@ class Game2048(Env):
 
     def format_answer(self, action: int) -> str:
         return parsing.format_answer(str(int(action)))
+
+    def reasoning_line(self, perception: str, action: int, raw_reward: float) -> str:
+        """The move's direction and the merge score it earns.
+
+        >>> Game2048().reasoning_line(" 2 | 2 ", 3, 4.0)
+        'Moving left merges for 4 points.'
+        """
+        return f"Moving {ACTION_NAMES[int(action)]} merges for {int(raw_reward)} points."

@@ -1,7 +1,7 @@
 """One jaxgym game as a single ``gymnasium.Env`` that plays with a model's text answers
 (for harnesses that drive one env: BALROG, lmgame-bench). Needs ``pip install gymnasium``.
 
-    import gymnasium, jaxgym                       # importing jaxgym registers the ids
+    import gymnasium, jaxgym, renderers            # jaxgym registers the ids, renderers the pictures
     env = gymnasium.make("jaxgym/shisensho-v0", render_mode="rgb_array", max_steps=100)
     obs, info = env.reset(seed=0)                  # obs["image"], obs["perception"], obs["legal_action_mask"]
     obs, reward, terminated, truncated, info = env.step("<answer>(0, 1) (2, 1)</answer>")

@@ -30,6 +30,18 @@ Shaping = Union[str, Callable[[Array, Array], Array]]  # noqa: UP007 (a runtime 
 
 
 @dataclass(frozen=True)
+class EvalPreset:
+    """One game's evaluation setting under a named protocol: ``runs`` runs of ``steps`` steps
+    after ``warmup`` random actions (None: the game's ``eval_warmup``), on
+    ``jaxgym.make(game, **params)``."""
+
+    runs: int
+    steps: int
+    warmup: int | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class GameProtocol:
     """How the paper sampled states, shaped rewards and scored evaluations for one game.
 
@@ -57,6 +69,9 @@ class GameProtocol:
             random flat action written with ``env.format_answer``, which for 2048 is a
             direction 0..3 and for games whose flat actions encode every cell pair is two
             uniformly random cells of the board.
+        eval_presets: the game's settings under named evaluation protocols of other
+            benchmarks, ``((protocol name, EvalPreset), ...)`` (2048 and Swap: ``"lmgame"``,
+            lmgame-bench's); ``bridges.protocol.eval_preset`` reads them.
     """
 
     sample_depth: int
@@ -68,6 +83,7 @@ class GameProtocol:
     w_game: float = 1.0
     eval_score: str = "raw"
     random_answer: Callable[[Any, Any, int], list[str]] | None = None
+    eval_presets: tuple[tuple[str, EvalPreset], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.sample_depth, int) or self.sample_depth < 0:

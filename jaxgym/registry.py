@@ -1,31 +1,56 @@
-"""The registries: games (``make("2048", size=4)`` and friends), their protocols, and
-their renderers.
+"""The registry of games: ``make("2048", size=4)`` and friends, their protocols, the
+corpus their words give a tokenizer, and the one reading of a game id.
 
-The layers import one way: games and text (``jaxgym``) -> renderers -> bridges -> learner.
-A game therefore never imports its renderer. A renderer module registers itself for a game
-name (:func:`register_renderer`, at import), and ``env.render`` finds it here. So that
-``import jaxgym`` alone is enough to render, the first lookup that misses imports the
-renderer plug-in packages named in :data:`RENDERER_PACKAGES` (``renderers``, whose
-``__init__`` imports every game's renderer module): a late, by-name import of a package
-that depends on this one, the one place the game layer names a layer above it.
+A game id is a bare name (``"2048"``, the newest rule version) or a versioned id
+(``"2048-v0"``); :func:`split_game_id` is the one place that takes an id apart, and every
+layer above asks it (or :func:`game_name`) rather than splitting by hand.
+
+Renderers are not registered here but in ``jaxgym.core`` (``register_renderer``, re-exported
+below), beside ``Env.render`` that reads them: the games' layer never imports the layer of
+the renderers above it, and ``import renderers`` registers every built-in game's.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-from jaxgym.core import PROMPT_STYLES, Env
+from jaxgym.core import PROMPT_STYLES, VERSION_MARK, Env, has_renderer, register_renderer, renderer_factory
+
+__all__ = [
+    "game_name", "games_with_protocol", "make", "protocol_of", "register", "register_renderer",
+    "registered_games", "registered_names", "renderer_factory", "split_game_id", "tokenizer_corpus",
+]
 
 _REGISTRY: dict[str, dict[int, Callable[..., Env]]] = {}
 _PROTOCOLS: dict[str, Any] = {}
-_RENDERERS: dict[str, Callable[[Any], Callable[[Any], Any]]] = {}
 
-RENDERER_PACKAGES: list[str] = ["renderers"]
-"""Packages imported, once, when a game's renderer is not registered yet."""
-_imported_renderer_packages: set[str] = set()
+
+def split_game_id(game_id: str) -> tuple[str, int | None]:
+    """``(name, version)`` of a game id; ``version`` is None for a bare name.
+
+    >>> split_game_id("2048-v0"), split_game_id("shisensho-images"), split_game_id("a-v-b")
+    (('2048', 0), ('shisensho-images', None), ('a-v-b', None))
+    """
+    name, sep, version = game_id.rpartition(VERSION_MARK)
+    if sep and version.isdigit():
+        return name, int(version)
+    return game_id, None
+
+
+def game_name(game_id: str) -> str:
+    """The bare name of a game id (``"2048-v0"`` -> ``"2048"``; a bare name as it is).
+
+    >>> game_name("swap-v0"), game_name("swap")
+    ('swap', 'swap')
+    """
+    return split_game_id(game_id)[0]
+
+
+def _check_bare(name: str) -> None:
+    if VERSION_MARK in name:
+        raise ValueError(f"register the bare game name, not a versioned id: {name!r}")
 
 
 def register(name: str, version: int, factory: Callable[..., Env], protocol: Any = None) -> None:
@@ -34,8 +59,7 @@ def register(name: str, version: int, factory: Callable[..., Env], protocol: Any
     ``protocol`` (a ``jaxgym.protocol.GameProtocol``) is how the bridges sample, shape and
     score the game; by default the factory's ``protocol`` attribute (a game class declares
     it), else the bridges use ``GENERIC``."""
-    if "-v" in name:
-        raise ValueError(f"register the bare game name, not a versioned id: {name!r}")
+    _check_bare(name)
     versions = _REGISTRY.setdefault(name, {})
     if version in versions:
         raise ValueError(f"game {name!r} version {version} is already registered")
@@ -47,7 +71,7 @@ def register(name: str, version: int, factory: Callable[..., Env], protocol: Any
 
 def protocol_of(name: str) -> Any:
     """The protocol registered with game ``name`` (a bare or versioned id), or None."""
-    return _PROTOCOLS.get(_split_id(name)[0])
+    return _PROTOCOLS.get(game_name(name))
 
 
 def games_with_protocol() -> list[str]:
@@ -55,45 +79,27 @@ def games_with_protocol() -> list[str]:
     return sorted(_PROTOCOLS)
 
 
-def register_renderer(name: str, factory: Callable[[Any], Callable[[Any], Any]]) -> None:
-    """Register ``factory(env) -> renderer`` (a callable ``state -> (H, W, 3) uint8``) for
-    game ``name``. Renderer modules call it at import; registering a name again replaces
-    the factory (a user's own look for a game)."""
-    if "-v" in name:
-        raise ValueError(f"register the bare game name, not a versioned id: {name!r}")
-    _RENDERERS[name] = factory
-
-
-def renderer_factory(env: Any) -> Callable[[Any], Callable[[Any], Any]]:
-    """The renderer factory of ``env``'s game: registered for its name, or else for the name
-    of a game class it derives from. Imports :data:`RENDERER_PACKAGES` on the first miss."""
-    names = [getattr(cls, "name", None) for cls in type(env).__mro__]
-    names = [n for n in names if isinstance(n, str)]
-    for attempt in range(2):
-        for name in names:
-            if name in _RENDERERS:
-                return _RENDERERS[name]
-        if attempt == 0:
-            for package in RENDERER_PACKAGES:
-                if package not in _imported_renderer_packages:
-                    importlib.import_module(package)
-                    _imported_renderer_packages.add(package)
-    raise ValueError(
-        f"no renderer is registered for game {names[0] if names else type(env).__name__!r}; register one with "
-        f"jaxgym.registry.register_renderer(name, factory) (renderers for: {', '.join(sorted(_RENDERERS))})"
-    )
-
-
 def registered_games() -> list[str]:
     """The versioned ids of every registered game, e.g. ``["2048-v0", ...]``."""
-    return sorted(f"{name}-v{v}" for name, versions in _REGISTRY.items() for v in versions)
+    return sorted(f"{name}{VERSION_MARK}{v}" for name, versions in _REGISTRY.items() for v in versions)
 
 
-def _split_id(game_id: str) -> tuple[str, int | None]:
-    name, sep, version = game_id.rpartition("-v")
-    if sep and version.isdigit():
-        return name, int(version)
-    return game_id, None
+def registered_names() -> list[str]:
+    """The bare names of every registered game, e.g. ``["2048", "breakout", ...]``."""
+    return sorted(_REGISTRY)
+
+
+def tokenizer_corpus() -> list[str]:
+    """The lines every registered game gives a tokenizer (``Env.tokenizer_corpus``), in
+    registration order; a tuple that several games share (a game class and its subclass)
+    counts once, so a game registered twice does not weigh its words twice."""
+    seen: list[tuple[str, ...]] = []
+    for versions in _REGISTRY.values():
+        for factory in versions.values():
+            corpus = tuple(getattr(factory, "tokenizer_corpus", ()))
+            if corpus and corpus not in seen:
+                seen.append(corpus)
+    return [line for corpus in seen for line in corpus]
 
 
 def make(game_id: str, **params: Any) -> Env:
@@ -106,7 +112,7 @@ def make(game_id: str, **params: Any) -> Env:
     ``Env.prompt_style``)."""
     if not isinstance(game_id, str):
         raise ValueError(f"game id must be a string, got {game_id!r}; registered: {registered_games()}")
-    name, version = _split_id(game_id)
+    name, version = split_game_id(game_id)
     if name not in _REGISTRY:
         raise ValueError(f"unknown game {game_id!r}; registered games: {', '.join(registered_games())}")
     versions = _REGISTRY[name]
@@ -114,7 +120,8 @@ def make(game_id: str, **params: Any) -> Env:
         version = max(versions)
     if version not in versions:
         raise ValueError(
-            f"game {name!r} has no version {version}; available: {', '.join(f'{name}-v{v}' for v in sorted(versions))}"
+            f"game {name!r} has no version {version}; available: "
+            f"{', '.join(f'{name}{VERSION_MARK}{v}' for v in sorted(versions))}"
         )
     factory = versions[version]
     allowed = [
@@ -130,16 +137,9 @@ def make(game_id: str, **params: Any) -> Env:
         raise ValueError(f"prompt={prompt_style!r} is unknown for game {name!r}; allowed: {', '.join(PROMPT_STYLES)}")
     env = factory(**params)
     env.prompt_style = prompt_style
-    if "image_size" in params:
+    if "image_size" in params and has_renderer(env):
         # An explicit size may be too small for the board, which only the renderer can tell: build
         # it now (render() would build it anyway) so the error comes from make, not the first render.
+        # Without `import renderers` no renderer is registered yet, and render() says so.
         _ = env._renderer
     return env
-
-
-def make_vec(game_id: str, num_envs: int, **kwargs: Any) -> Any:
-    """A ``gymnasium.vector.VectorEnv`` of ``num_envs`` copies of a game (needs gymnasium);
-    see ``jaxgym.vector_env.GymnasiumVectorEnv`` for the keyword arguments."""
-    from jaxgym.vector_env import GymnasiumVectorEnv
-
-    return GymnasiumVectorEnv(game_id, num_envs, **kwargs)

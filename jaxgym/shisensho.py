@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,6 @@ from jaxgym import parsing
 from jaxgym._xla import computed_apart
 from jaxgym.core import (
     INVALID_ACTION,
-    UNPARSEABLE,
     Array,
     Env,
     PRNGKey,
@@ -54,7 +53,6 @@ MAX_COLORS = len(COLOR_NAMES)
 MAX_SHAPES = len(SHAPES)
 RESET_TRIES = 8
 """Fresh boards drawn per reset before the last one is repaired (see ``ShisenSho.reset``)."""
-ANSWER_NUMBERS = 4
 
 
 @struct.dataclass
@@ -128,14 +126,6 @@ def action_to_pair(action: Any, size: int) -> tuple[Array, Array, Array, Array]:
     r2, rest = rest % size, rest // size
     c1, r1 = rest % size, rest // size
     return tuple(jnp.where(inside, v, -1).astype(jnp.int32) for v in (r1, c1, r2, c2))  # type: ignore[return-value]
-
-
-def _pair_to_action_host(coords: Sequence[int], size: int) -> int:
-    """Host-side ``pair_to_action`` on Python ints, for the answer parser."""
-    if not all(0 <= v < size for v in coords):
-        return INVALID_ACTION
-    r1, c1, r2, c2 = coords
-    return ((r1 * size + c1) * size + r2) * size + c2
 
 
 # --------------------------------------------------------------------------------------
@@ -335,7 +325,7 @@ def _force_pair(board: Array, picture: Array) -> tuple[Array, Array]:
 # The games
 
 
-class ShisenSho(Env):
+class ShisenSho(parsing.CellPairAnswers, Env):
     """Shisen-Sho on a ``size x size`` board of coloured-shape tiles.
 
     Spec sheet:
@@ -376,7 +366,21 @@ class ShisenSho(Env):
           separators between the numbers are accepted (``(0,1),(0,2)``, one per line, no
           brackets). Exactly four integers are required: fewer or more is ``"unparseable"``
           (more than four names no single pair). Integers off the board give
-          ``INVALID_ACTION``, never another cell.
+          ``INVALID_ACTION``, never another cell. ``format_answer(INVALID_ACTION)`` is
+          ``<answer>(-1, -1) (-1, -1)</answer>``.
+        - **teachers** (``teachers``, for a cold start; ``bridges.teachers``): beside the
+          generic ones (``expert`` and ``legal-random`` name a connectable pair here),
+          ``same-kind``: two distinct cells holding the same kind, connectable or not (the
+          weak teacher: RL can surpass it by learning which pairs connect);
+          ``first-same-kind``: the first tile in reading order and a uniformly random other
+          tile of its kind; ``first-next``: the first tile in reading order and the next tile
+          of its kind in reading order, connectable or not. Both read the board in the order
+          the perception block writes it, so the pair they name is one a small student can
+          find in its own perception text (a pair anywhere on the board, as ``same-kind``
+          names, is one it only learned to guess); on 4x4 boards, 4 of 8 colours, 0-6 random
+          matches, 66% and 80% of their pairs connect, against 62% for ``same-kind``.
+        - **reasoning line** (``reasoning_line``): ``(r1, c1) is {cell} and (r2, c2) is
+          {cell}.``, the two cells as the perception text writes them.
     """
 
     name = "shisensho"
@@ -390,6 +394,23 @@ class ShisenSho(Env):
     protocol = GameProtocol(
         sample_depth=250, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=0.0,
         shaping="sign", eval_score="success", random_answer=random_cell_pairs,
+    )
+    teachers = ("same-kind", "first-same-kind", "first-next")
+    tokenizer_corpus: ClassVar[tuple[str, ...]] = (
+        # Every tile word of both kinds (palette colours, shapes, the CIFAR-10 classes), one
+        # board row of them repeated so that each becomes one token. The lines are frozen:
+        # they and the other games' lines define the tiny tokenizer the shipped cold-start
+        # checkpoints were trained with (tests/test_learner_models.py rebuilds it).
+        *[" | ".join(f" {word} " for word in (
+            "Red Green Blue Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown Steel blue "
+            "Pink circle square triangle diamond cross star airplane automobile bird cat deer dog frog horse ship "
+            "truck").split())] * 8,
+        "<perception> Red circle | - | Blue square | Green triangle </perception>",
+        "<think> The pair connects with two turns. </think> <answer>(0, 1) (2, 3)</answer>",
+        " Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown",
+        "Steel blue Pink star cross diamond circle square triangle airplane automobile bird cat deer",
+        "dog frog horse ship truck",
+        " connect pair",
     )
 
     def __init__(
@@ -491,9 +512,13 @@ class ShisenSho(Env):
             legal_action_mask=legal,
             score=state.score + 1,
         )
-        if isinstance(new, ShisenShoImageState):
-            new = new.replace(picture=jnp.where(removed, 0, new.picture))
-        return new, matched
+        return self._remove_extras(new, removed), matched
+
+    def _remove_extras(self, state: ShisenShoState, removed: Array) -> ShisenShoState:
+        """``state`` with what else a tile carries cleared where ``removed`` (bool ``(size,
+        size)``): nothing here, the board is all; an image game clears its pictures."""
+        del removed
+        return state
 
     # ---- boards from outside -------------------------------------------------------------
 
@@ -572,21 +597,44 @@ class ShisenSho(Env):
             )
         )
 
-    def parse_answer(self, text: str) -> int | Literal["unparseable"]:
-        answer = parsing.answer_block(text)
-        if answer is None:
-            return UNPARSEABLE
-        numbers = parsing.ints(answer, ANSWER_NUMBERS + 1)
-        if len(numbers) != ANSWER_NUMBERS:
-            return UNPARSEABLE
-        return _pair_to_action_host(numbers, self.size)
+    def _pair_action(self, r1: int, c1: int, r2: int, c2: int) -> int:
+        """``pair_to_action`` of four on-board cells, on the host (the parser's path: a
+        Python formula, not a dispatch of JAX operations per answer)."""
+        return ((r1 * self.size + c1) * self.size + r2) * self.size + c2
 
-    def format_answer(self, action: int) -> str:
-        action = int(action)
-        if not 0 <= action < self.num_actions:
-            raise ValueError(f"action={action} is out of range; allowed: 0..{self.num_actions - 1}")
-        r1, c1, r2, c2 = (int(v) for v in action_to_pair(action, self.size))
-        return parsing.format_answer(f"({r1}, {c1}) ({r2}, {c2})")
+    # ---- what a teacher and a tokenizer need to know -------------------------------------
+
+    def teacher_mask(self, teacher: str, state: ShisenShoState) -> Array:
+        """The pair teachers (``teachers``; see the class doc): pairs of distinct cells of
+        one kind (``same-kind``), or the first tile in reading order with any other tile of
+        its kind (``first-same-kind``) or with the next one in reading order
+        (``first-next``), connectable or not."""
+        if teacher == "same-kind":
+            return self._same_kind_pairs(state)
+        if teacher in ("first-same-kind", "first-next"):
+            return self._first_tile_pairs(state, next_only=teacher == "first-next")
+        return super().teacher_mask(teacher, state)
+
+    def _same_kind_pairs(self, state: ShisenShoState) -> Array:
+        """``(num_actions,)`` bool: the two cells of the pair hold the same non-empty kind."""
+        board = state.board.reshape(-1)
+        cells = self.size * self.size
+        first = jnp.repeat(board, cells)
+        second = jnp.tile(board, cells)
+        distinct = ~jnp.eye(cells, dtype=bool).reshape(-1)
+        return (first == second) & (first > 0) & distinct
+
+    def _first_tile_pairs(self, state: ShisenShoState, next_only: bool) -> Array:
+        """``(num_actions,)`` bool: pairs whose first cell is the first tile in reading order
+        and whose second holds its kind: any other such cell, or (``next_only``) the next one."""
+        board = state.board.reshape(-1)
+        cells = self.size * self.size
+        index = jnp.arange(cells)
+        first = jnp.argmax(board > 0)
+        partners = (board == board[first]) & (board > 0) & (index != first)
+        if next_only:
+            partners = index == jnp.argmax(partners & (index > first))
+        return ((index == first)[:, None] & partners[None, :]).reshape(-1)
 
 
 class ShisenShoImages(ShisenSho):
@@ -644,6 +692,9 @@ class ShisenShoImages(ShisenSho):
         # class and let the j-th copy of a class (in board order) show its j-th ranked image.
         ranks = jnp.argsort(jax.random.uniform(picture_key, (self.num_kinds + 1, self.images_per_class)), axis=1)
         return board, ranks[board, _occurrence_index(board)].astype(jnp.int32)
+
+    def _remove_extras(self, state: ShisenShoState, removed: Array) -> ShisenShoState:
+        return state.replace(picture=jnp.where(removed, 0, state.picture))  # type: ignore[attr-defined]
 
     def _state(self, board: Array, picture: Array, **fields: Any) -> ShisenShoImageState:
         return ShisenShoImageState(board=board, picture=jnp.where(board != 0, picture, 0), **fields)

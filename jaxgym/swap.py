@@ -16,8 +16,7 @@ Every function below is pure and branch-free (selects, bounded ``lax.while_loop`
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,6 @@ from jax import lax
 from jaxgym import parsing
 from jaxgym.core import (
     INVALID_ACTION,
-    UNPARSEABLE,
     Array,
     Env,
     PRNGKey,
@@ -40,7 +38,7 @@ from jaxgym.core import (
 )
 from jaxgym.grid import slide_left
 from jaxgym.palette import COLOR_NAMES, SHAPES
-from jaxgym.protocol import GameProtocol, random_cell_pairs
+from jaxgym.protocol import EvalPreset, GameProtocol, random_cell_pairs
 
 MAX_SHAPES = len(SHAPES)
 
@@ -53,8 +51,6 @@ MAX_SETTLE_STEPS = 64
 (each further step happens with probability about 0.2 to 0.3), so the cap is never reached
 in practice. If it were, ``fallback_board``, a constructed board with no run and a valid
 swap, takes the board's place: every step terminates with the invariant intact."""
-
-_ANSWER_PAIR = re.compile(r"[(\[]\s*([-+]?[0-9]+)\s*,\s*([-+]?[0-9]+)\s*[)\]]")
 
 
 @struct.dataclass
@@ -404,7 +400,7 @@ def _saturating_add(total: Array, gain: Array) -> Array:
     return jnp.where(gain > limit - total, limit, total + gain).astype(jnp.int32)
 
 
-class Swap(Env):
+class Swap(parsing.CellPairAnswers, Env):
     """Swap (match-3) on a ``size x size`` board of ``colors x shapes`` tile kinds.
 
     Parameters (``jaxgym.make("swap", ...)``; out-of-range values raise ValueError):
@@ -468,10 +464,20 @@ class Swap(Env):
     version = 0
     invalid_action_reward = -1.0
     # The paper's: fresh boards, successful swaps counted in evaluation.
+    # lmgame-bench's Candy Crush (github.com/lmgame-org/GamingAgent @ 996d848,
+    # gamingagent/configs/custom_03_candy_crush/config.yaml: max_steps 50, num_runs 3;
+    # gamingagent/envs/custom_03_candy_crush/game_env_config.json: num_rows 8, num_cols 8,
+    # num_colours 4, num_moves 50, no specials) is Swap 8x8 with 4 colours of one shape.
     protocol = GameProtocol(
         sample_depth=0, sample_policy="uniform", eval_warmup=0, w_format=1.0, w_perception=1.0,
         shaping="sign", eval_score="success", random_answer=random_cell_pairs,
+        eval_presets=(("lmgame", EvalPreset(
+            runs=3, steps=50, warmup=0, params={"size": 8, "colors": 4, "shapes": 1, "max_moves": 50})),),
     )
+    # The answer may list numbered steps around its two cells ("1. First: (5, 5)").
+    first_two_pairs = True
+    # Its words; the colours and shapes are Shisen-Sho's (frozen: see ShisenSho.tokenizer_corpus).
+    tokenizer_corpus: ClassVar[tuple[str, ...]] = (" swap match",)
 
     def __init__(
         self,
@@ -592,32 +598,7 @@ class Swap(Env):
             )
         )
 
-    def parse_answer(self, text: str) -> int | Literal["unparseable"]:
-        """The swap named in the last ``<answer>`` block: the first two ``(row, col)`` pairs,
-        or exactly four integers; off-board or non-adjacent cells give ``INVALID_ACTION``."""
-        answer = parsing.answer_block(text)
-        if answer is None:
-            return UNPARSEABLE
-        answer = parsing.normalize(answer)
-        numbers: list[int] = []
-        for match in _ANSWER_PAIR.finditer(answer):
-            numbers += parsing.ints(match.group(1), 1) + parsing.ints(match.group(2), 1)
-            if len(numbers) == 4:
-                break
-        if len(numbers) < 4:
-            numbers = parsing.ints(answer, 5)
-            if len(numbers) != 4:
-                return UNPARSEABLE
-        r1, c1, r2, c2 = (parsing.clamp_to_int32(v) for v in numbers)
+    def _pair_action(self, r1: int, c1: int, r2: int, c2: int) -> int:
+        """``pair_to_action`` of four on-board cells (host ints): ``INVALID_ACTION`` unless
+        the cells are adjacent."""
         return int(pair_to_action(r1, c1, r2, c2, self.size))
-
-    def format_answer(self, action: int) -> str:
-        action = int(action)
-        if action == INVALID_ACTION:
-            return parsing.format_answer("(-1, -1) (-1, -1)")
-        if not 0 <= action < self.num_actions:
-            raise ValueError(
-                f"action={action} is out of range; allowed: 0..{self.num_actions - 1} or INVALID_ACTION (-1)"
-            )
-        r1, c1, r2, c2 = (int(v) for v in action_to_pair(action, self.size))
-        return parsing.format_answer(f"({r1}, {c1}) ({r2}, {c2})")

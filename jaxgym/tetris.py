@@ -369,6 +369,10 @@ class Tetris(Env):
 
     def format_answer(self, action: int) -> str:
         action = int(action)
-        if not 0 <= action < self.num_actions:
+        if action == INVALID_ACTION:
             return parsing.format_answer("-1 -1")
+        if not 0 <= action < self.num_actions:
+            raise ValueError(
+                f"action={action} is out of range; allowed: 0..{self.num_actions - 1} or INVALID_ACTION (-1)"
+            )
         return parsing.format_answer(f"{action // self.cols} {action % self.cols}")

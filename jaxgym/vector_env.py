@@ -1,5 +1,6 @@
 """Any jaxgym game as a ``gymnasium.vector.VectorEnv`` (needs ``pip install gymnasium``).
 
+    import jaxgym, renderers                            # renderers registers the games' pictures
     venv = jaxgym.make_vec("2048", num_envs=64, max_steps=500)
     obs, info = venv.reset(seed=0)                      # obs: (64, 448, 448, 3) uint8
     obs, reward, terminated, truncated, info = venv.step(venv.action_space.sample())

@@ -62,33 +62,32 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# What the tiny tokenizer's merges are learnt from: the response protocol's tags, the
-# words of the game prompts, numbers and cell texts. Byte-level BPE covers any other text.
-_TINY_CORPUS = """\
-<perception> 2 | - | 4 | 8 </perception> <think> I move the tiles left. </think> <answer>3</answer>
-<perception> Red circle | - | Blue square | Green triangle </perception>
-<think> The pair connects with two turns. </think> <answer>(0, 1) (2, 3)</answer>
+# What the tiny tokenizer's merges are learnt from: the response protocol's tags and the
+# prompts' common words (here), and each registered game's own words, board cells and
+# answers (``Env.tokenizer_corpus``, gathered by ``jaxgym.registry.tokenizer_corpus``).
+# Byte-level BPE covers any other text. Frozen: together they define the tokenizer the
+# shipped cold-start checkpoints were trained with.
+_PROTOCOL_CORPUS = """\
 You are playing a game on a board, shown in the image. Each tile shows a colour and a shape;
 empty cells are blank. First describe the board inside <perception></perception>: one line
 per row from top to bottom, cells separated by |. Then reason about your move inside
 <think></think>. Finally give your move inside <answer></answer>, for example <answer>3</answer>.
-Moves: 0 = up, 1 = right, 2 = down, 3 = left. Rows and columns are numbered from 0 at the
-top-left cell. Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown
-Steel blue Pink star cross diamond circle square triangle airplane automobile bird cat deer
-dog frog horse ship truck score remaining goal points merge swap match connect pair row column
-0 1 2 3 4 5 6 7 8 9 10 11 12 16 32 64 128 256 512 1024 2048 4096 (0, 0) (1, 2) (3, 4) (5, 5)
+ Rows and columns are numbered from 0 at the
+top-left cell.
+ score remaining goal points
+ row column
+0 1 2 3 4 5 6 7 8 9 10 11 12
+ (0, 0) (1, 2) (3, 4) (5, 5)
 """
 
-# Every 2048 tile value, as a perception cell writes it: each must be one token, so that
-# reading a board is one decision per cell (the BPE only merges what it sees often).
-_BOARD_NUMBERS = tuple(str(2**e) for e in range(1, 18))
-_TILE_WORDS = ("Red Green Blue Yellow Magenta Cyan Maroon Dark green Navy Olive Purple Teal Orange Brown "
-               "Steel blue Pink circle square triangle diamond cross star airplane automobile bird cat deer "
-               "dog frog horse ship truck")
-_BOARD_CORPUS = "\n".join(
-    [" | ".join(f" {n} " for n in _BOARD_NUMBERS) + " | - "] * 24
-    + [" | ".join(f" {w} " for w in _TILE_WORDS.split())] * 8
-)
+
+def tiny_tokenizer_corpus() -> list[str]:
+    """The lines the tiny tokenizer learns from: the registered games' own lines, then the
+    response protocol's (the BPE counts words, so their order changes nothing)."""
+    import jaxgym  # registers the games
+
+    return jaxgym.registry.tokenizer_corpus() + _PROTOCOL_CORPUS.splitlines()
+
 
 # vLLM's paged attention only has kernels for these head sizes.
 VLLM_HEAD_DIMS = (32, 64, 80, 96, 112, 120, 128, 160, 192, 224, 256)
@@ -210,7 +209,7 @@ def build_tiny_tokenizer(vocab_size: int = TinyConfig.vocab_size) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(_BOARD_CORPUS.splitlines() + _TINY_CORPUS.splitlines(), trainer)
+    bpe.train_from_iterator(tiny_tokenizer_corpus(), trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",

@@ -16,6 +16,11 @@ import numpy as np
 
 from jaxgym.palette import SHAPES
 
+PAPER = (255, 255, 255)
+"""The white page behind the light games' boards (Shisen-Sho, Swap, Sokoban, Tetris)."""
+STATUS_INK = (30, 30, 30)
+"""The near-black of the status lines on that page (Swap, Sokoban, Tetris)."""
+
 SUPERSAMPLE = 4
 InsideFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -19,7 +19,7 @@ from jaxgym.registry import register_renderer
 from renderers import draw, text
 from renderers.compose import Canvas, add_status_counters, board_layout
 
-BACKGROUND = (255, 255, 255)
+BACKGROUND = draw.PAPER
 CELL = (255, 255, 255)
 GRID = (200, 200, 200)
 INK = (0, 0, 0)

@@ -17,8 +17,8 @@ from jaxgym.registry import register_renderer
 from renderers import draw, text
 from renderers.compose import Canvas, add_status_counters, board_layout
 
-BACKGROUND = (255, 255, 255)
-STATUS_TEXT = (30, 30, 30)
+BACKGROUND = draw.PAPER
+STATUS_TEXT = draw.STATUS_INK
 
 FLOOR_COLOR = (222, 214, 196)
 GRID_LINE = (200, 190, 170)

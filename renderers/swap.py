@@ -18,14 +18,14 @@ from jaxgym.registry import register_renderer
 from renderers import draw, text
 from renderers.compose import Canvas, align_down, board_layout
 
-BACKGROUND = (255, 255, 255)
+BACKGROUND = draw.PAPER
 CELL_SHADES = ((240, 240, 240), (230, 230, 230))  # (row + col) even, odd
 GRID_LINE = (200, 200, 200)
 SHADOW = (120, 120, 120)
 TILE_FACE = (245, 245, 245)
 TILE_EDGE = (180, 180, 180)
 OUTLINE = (0, 0, 0)
-STATUS_TEXT = (30, 30, 30)
+STATUS_TEXT = draw.STATUS_INK
 
 SLASH_TILE = len(text.NUMBER_GLYPHS)
 """Status glyph tiles are ``text.number_tiles`` followed by a slash."""

@@ -17,8 +17,9 @@ from jaxgym.registry import register_renderer
 from jaxgym.tetris import PIECE_SHAPES
 from renderers import draw, text
 from renderers.compose import Canvas, add_status_counters, board_layout, grid_origins
-from renderers.sokoban import BACKGROUND, STATUS_TEXT
 
+BACKGROUND = draw.PAPER
+STATUS_TEXT = draw.STATUS_INK
 WELL = (28, 28, 36)
 GRID_LINE = (48, 48, 60)
 PIECE_COLORS = (

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+import renderers  # noqa: F401  (registers every game's renderer, as a user's `import renderers` does)
+
 
 @pytest.fixture(autouse=True)
 def restore_torch_threads():

@@ -14,7 +14,7 @@ import pytest
 import jaxgym
 from jaxgym.core import INVALID_ACTION, UNPARSEABLE
 
-GAMES = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
+GAMES = jaxgym.registered_names()
 IMAGE = 112  # small frames keep the batch-1024 render checks quick
 
 
@@ -138,6 +138,15 @@ def test_format_answer_round_trips(env):
     rng = np.random.default_rng(0)
     for action in rng.choice(env.num_actions, size=min(64, env.num_actions), replace=False):
         assert env.parse_answer(env.format_answer(int(action))) == int(action)
+
+
+def test_format_answer_of_the_invalid_action_is_a_well_formed_answer_that_parses_back(env):
+    # The contract of Env.format_answer: INVALID_ACTION, which parsers return for an answer
+    # naming no move, is written back as such an answer, never raised on nor made a real move.
+    text = env.format_answer(INVALID_ACTION)
+    assert text.startswith("<answer>") and text.endswith("</answer>"), text
+    assert env.parse_answer(text) == INVALID_ACTION
+    assert env.parse_answer(f"<think>no move</think>{text}") == INVALID_ACTION
 
 
 HOSTILE = [

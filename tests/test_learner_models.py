@@ -139,6 +139,37 @@ def test_every_board_number_and_tile_word_is_one_token():
         assert len(tokenizer.tokenize(f" {word}")) == 1, word
 
 
+def test_the_tiny_tokenizer_from_the_games_corpus_is_the_one_the_shipped_cold_starts_saved():
+    from transformers import AutoTokenizer
+
+    built = json.loads(models.build_tiny_tokenizer().backend_tokenizer.to_str())["model"]
+    for game in ("2048", "shisensho"):
+        directory, _ = models.shipped_cold_start(game)
+        shipped = AutoTokenizer.from_pretrained(directory)
+        assert json.loads(shipped.backend_tokenizer.to_str())["model"] == built, game
+
+
+def test_a_registered_games_corpus_teaches_the_tiny_tokenizer_its_words(monkeypatch):
+    import jaxgym
+    from jaxgym import registry
+
+    assert len(models.build_tiny_tokenizer().tokenize(" quokkaquill")) > 1
+
+    class Quokka(jaxgym.Game2048):
+        name = "quokka"
+        tokenizer_corpus = (" quokkaquill",) * 40
+
+    class Silent(jaxgym.Game2048):  # inherits 2048's lines: they still count once
+        name = "silent"
+
+    monkeypatch.setitem(registry._REGISTRY, "quokka", {0: Quokka})
+    monkeypatch.setitem(registry._REGISTRY, "silent", {0: Silent})
+    corpus = registry.tokenizer_corpus()
+    assert corpus.count(" quokkaquill") == 40
+    assert corpus.count(jaxgym.Game2048.tokenizer_corpus[-1]) == 1
+    assert len(models.build_tiny_tokenizer().tokenize(" quokkaquill")) == 1
+
+
 def test_a_missing_path_under_a_local_directory_fails_at_once_without_the_hub(tmp_path, monkeypatch):
     import time
 

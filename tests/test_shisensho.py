@@ -638,8 +638,11 @@ def test_format_answer_round_trips():
         assert ENV.parse_answer(text) == action
         assert ENV_IMAGES.parse_answer(ENV_IMAGES.format_answer(action)) == action
     assert ENV.format_answer(38) == "<answer>(0, 1) (0, 2)</answer>"
-    for bad in (-1, ENV.num_actions):
-        with pytest.raises(ValueError, match=str(bad)):
+    # INVALID_ACTION (what the parser gives an off-board pair) is written back as one.
+    assert ENV.format_answer(INVALID_ACTION) == "<answer>(-1, -1) (-1, -1)</answer>"
+    assert ENV.parse_answer(ENV.format_answer(INVALID_ACTION)) == INVALID_ACTION
+    for bad in (-2, ENV.num_actions):
+        with pytest.raises(ValueError, match=f"action={bad} is out of range"):
             ENV.format_answer(bad)
 
 

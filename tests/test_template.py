@@ -18,7 +18,7 @@ from bridges.protocol import GENERIC, known_games, protocol_for
 from jaxgym import parsing, registry
 from jaxgym.core import INVALID_ACTION
 
-GAMES = sorted({g.rsplit("-v", 1)[0] for g in jaxgym.registered_games()})
+GAMES = jaxgym.registered_names()
 
 
 @pytest.fixture(scope="module", params=GAMES)
