@@ -48,7 +48,8 @@ def cited_paths(text: str, *, here: Path, root: Path = ROOT) -> list[tuple[int, 
                 if not token or any(c in token for c in "<>*{}$") or "://" in token or token.startswith("#"):
                     continue
                 path = token.split("#")[0]
-                path = re.sub(r":\d+(-\d+)?$", "", path)
+                path = re.sub(r"::.*$", "", path)  # a test id: tests/test_x.py::test_y
+                path = re.sub(r":(\d+(-\d+)?|[A-Za-z_]\w*)$", "", path)  # file:line, file:function
                 is_link = bool(link)
                 if path.startswith(TOP_LEVEL) or (path in ("pyproject.toml", "README.md")):
                     found.append((number, path, (root / path).exists()))
@@ -84,7 +85,7 @@ def test_the_checker_finds_a_dead_path_a_long_line_and_a_private_citation(tmp_pa
     (tmp_path / "learner" / "train.py").write_text("")
     doc = tmp_path / "page.md"
     doc.write_text(
-        "Run `learner/train.py` and `learner/gone.py`; see [the page](missing.md) and `runs/<time>/`.\n"
+        "Run `learner/train.py:main`, `learner/train.py::test_x` and `learner/gone.py`; see [the page](missing.md) and `runs/<time>/`.\n"
         + "x" * 201 + "\n"
         + "```\n" + "y" * 300 + " `learner/also_gone.py`\n```\n"
         + "As `shared/spec/games.md` says.\n"
