@@ -198,6 +198,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write(args: argparse.Namespace, rows: list[Row]) -> None:
+    meta = {"game": args.game, "params": args.param, "seconds": args.seconds, "window_ms": args.window_ms,
+            "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     args = parse_args(argv)
     rows: list[Row] = []
@@ -210,6 +217,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
                       f"p99 {row.p99_ms:8.1f} ms  {1000 * row.server_cpu_s_per_step:.2f} server-CPU ms/step",
                       flush=True)
                 rows.append(row)
+                write(args, rows)  # after every row: a cut-short run keeps what it measured
         finally:
             proc.terminate()
             proc.wait(60)
@@ -219,10 +227,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if ("batched", top) in by and ("serial", top) in by and by[("serial", top)].steps_per_s > 0:
         print(f"batched / serial steps/s at {top} clients: "
               f"{by[('batched', top)].steps_per_s / by[('serial', top)].steps_per_s:.1f}x")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"game": args.game, "params": args.param, "seconds": args.seconds, "window_ms": args.window_ms,
-            "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    args.out.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    write(args, rows)
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return rows
