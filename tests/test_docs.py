@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP_LEVEL = ("jaxgym/", "renderers/", "bridges/", "learner/", "benchmarks/", "tests/", "docs/", ".ci/")
+GENERATED = ("benchmarks/results/",)  # what a command writes (git-ignored), not what the repository holds
 MAX_LINE = 200
 
 # `code spans` and the targets of [links](...) and ![images](...)
@@ -51,6 +52,8 @@ def cited_paths(text: str, *, here: Path, root: Path = ROOT) -> list[tuple[int, 
                 path = re.sub(r"::.*$", "", path)  # a test id: tests/test_x.py::test_y
                 path = re.sub(r":(\d+(-\d+)?|[A-Za-z_]\w*)$", "", path)  # file:line, file:function
                 is_link = bool(link)
+                if path.startswith(GENERATED):
+                    continue
                 if path.startswith(TOP_LEVEL) or (path in ("pyproject.toml", "README.md")):
                     found.append((number, path, (root / path).exists()))
                 elif is_link and not path.startswith(("http", "mailto")) and path:
