@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build the verl test venv: verl 0.9.1 (CPU) with jaxgym, for tests/integrations_verl.
+#   bash .ci/build_verl_venv.sh VENV_DIR      (CI: .venv-verl; a few minutes, mostly downloads)
+# Kept apart from the main venv because verl pins its own ray/hydra/tensordict stack and is the
+# version docs/integrations.md's verl recipe was checked with.
+set -euo pipefail
+venv="${1:?usage: build_verl_venv.sh VENV_DIR}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install -q)
+# The CPU build of PyTorch first: a plain `torch` (which verl's dependencies pull) is a CUDA build.
+"${pip[@]}" torch==2.13.0
+# verl and jaxgym (the reward adapter and bridges.export run in verl's process, so jaxgym must be
+# installed in verl's environment: the recipe says so) plus what the tests need, in one resolve
+# so torch stays the CPU build.
+"${pip[@]}" verl==0.9.1 torch==2.13.0 -e "$root" "pytest>=7"
+# Anything that pulled CUDA-only vision/audio wheels: they fail to load next to CPU torch and a
+# broken torchvision breaks transformers' model imports (verl imports transformers).
+"$venv/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+
+# Fail here, not in the tests, if the stack does not import.
+"$venv/bin/python" - <<'PY'
+import importlib.metadata as md
+
+import torch, transformers, verl, jaxgym  # noqa: E401,F401
+from verl.trainer.ppo import reward  # noqa: F401
+from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: F401
+
+print("verl venv:", ", ".join(f"{p} {md.version(p)}" for p in ("verl", "torch", "transformers", "ray", "jax")))
+PY
