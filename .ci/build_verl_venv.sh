@@ -14,16 +14,22 @@ pip=("$venv/bin/python" -m pip install -q)
 # verl and jaxgym (the reward adapter and bridges.export run in verl's process, so jaxgym must be
 # installed in verl's environment: the recipe says so) plus what the tests need, in one resolve
 # so torch stays the CPU build.
-"${pip[@]}" verl==0.9.1 torch==2.13.0 -e "$root" "pytest>=7"
-# Anything that pulled CUDA-only vision/audio wheels: they fail to load next to CPU torch and a
-# broken torchvision breaks transformers' model imports (verl imports transformers).
+# qwen-vl-utils: RLHFDataset reads a row's images with it (verl/utils/dataset/rl_dataset.py:442).
+"${pip[@]}" verl==0.9.1 torch==2.13.0 qwen-vl-utils -e "$root" "pytest>=7"
+# qwen-vl-utils imports torchvision without declaring it. The registry's torchvision wheels are CUDA
+# builds that fail to load next to CPU torch; the pure-Python one with its op schemas declared at
+# every interpreter start works (the same fix as .ci/build_vllm_venv.sh).
 "$venv/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+"${pip[@]}" --no-deps torchvision==0.28.0
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+cp "$root/.ci/torchvision_schema_fix.py" "$site/jaxgym_torchvision_schema_fix.py"
+echo "import jaxgym_torchvision_schema_fix" > "$site/jaxgym_torchvision_schema_fix.pth"
 
 # Fail here, not in the tests, if the stack does not import.
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
 
-import torch, transformers, verl, jaxgym  # noqa: E401,F401
+import torch, transformers, verl, jaxgym, qwen_vl_utils  # noqa: E401,F401
 from verl.trainer.ppo import reward  # noqa: F401
 from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: F401
 
