@@ -100,6 +100,17 @@ def test_verl_dataset_keeps_every_board_prompt(recipe):
     assert [part["type"] for part in content][:1] == ["image"] and content[1]["type"] == "text"
     assert item["data_source"] == "jaxgym/shisensho-v0"
 
+    # The length that filter measures (rl_dataset.py:207-240: chat template, board image resized by
+    # qwen_vl_utils, processor) is over verl's default 512 and within the recipe's 1024.
+    from verl.utils.tokenizer import build_multimodal_processor_inputs
+
+    messages = dataset._build_messages(dataset.dataframe[0], key=dataset.prompt_key)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    images, videos, audios = dataset._process_multi_modal_info(messages, dataset.image_patch_size, dataset.config)
+    length = len(build_multimodal_processor_inputs(processor, text=[text], images=images, videos=videos, audio=audios,
+                                                   mm_processor_kwargs=dataset.mm_processor_kwargs)["input_ids"][0])
+    assert 512 < length <= config.data.max_prompt_length
+
 
 def test_verl_reward_worker_scores_like_group_scorer(recipe):
     from verl import DataProto
