@@ -19,11 +19,7 @@ pip=("$venv/bin/python" -m pip install -q)
 # qwen-vl-utils imports torchvision without declaring it. The registry's torchvision wheels are CUDA
 # builds that fail to load next to CPU torch; the pure-Python one with its op schemas declared at
 # every interpreter start works (the same fix as .ci/build_vllm_venv.sh).
-"$venv/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-"${pip[@]}" --no-deps torchvision==0.28.0
-site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-cp "$root/.ci/torchvision_schema_fix.py" "$site/jaxgym_torchvision_schema_fix.py"
-echo "import jaxgym_torchvision_schema_fix" > "$site/jaxgym_torchvision_schema_fix.pth"
+bash "$root/.ci/install_cpu_torchvision.sh" "$venv"
 
 # Fail here, not in the tests, if the stack does not import.
 "$venv/bin/python" - <<'PY'
