@@ -88,7 +88,8 @@ def test_the_checker_finds_a_dead_path_a_long_line_and_a_private_citation(tmp_pa
     (tmp_path / "learner" / "train.py").write_text("")
     doc = tmp_path / "page.md"
     doc.write_text(
-        "Run `learner/train.py:main`, `learner/train.py::test_x` and `learner/gone.py`; see [the page](missing.md) and `runs/<time>/`.\n"
+        "Run `learner/train.py:main`, `learner/train.py::test_x` and `learner/gone.py`;\n"
+        "see [the page](missing.md) and `runs/<time>/`.\n"
         + "x" * 201 + "\n"
         + "```\n" + "y" * 300 + " `learner/also_gone.py`\n```\n"
         + "As `shared/spec/games.md` says.\n"
