@@ -18,8 +18,8 @@ Each step, on every data-parallel rank:
 
 Steps 1-4 are the bandit's collection (:meth:`GRPOTrainer.optimize_step`); steps 5-7 are
 :meth:`GRPOTrainer.policy_update`, which takes any list of :class:`Rollout` (each naming its
-row of an encoded prompt batch), so a trainer that collects otherwise (whole episodes, one
-prompt per turn) reuses it.
+row of an encoded prompt batch), so a subclass that collects otherwise (whole episodes, one
+prompt per turn) writes its own ``optimize_step`` and reuses it.
 """
 
 from __future__ import annotations
