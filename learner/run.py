@@ -336,12 +336,13 @@ class Run:
 
     # -- what a step uses ------------------------------------------------------------------
 
-    def encode_boards(self, boards: np.ndarray) -> tuple[list[str], EncodedPrompts]:
-        """The prompt texts of ``boards`` (``(B, H, W, 3)`` uint8, one per state) and their
+    def encode_boards(self, boards: np.ndarray, texts: list[str] | None = None) -> tuple[list[str], EncodedPrompts]:
+        """The prompt texts of ``boards`` (``(B, H, W, 3)`` uint8, one per state; ``texts``:
+        the game's prompt unless given, e.g. with a history of earlier turns) and their
         encoding: the one way the trainers and the evaluation build prompts."""
         from bridges.torch_io import prompts_for
 
-        texts = prompts_for(self.env, len(boards))
+        texts = prompts_for(self.env, len(boards)) if texts is None else texts
         encoded = encode_prompts(self.processor, [chat_prompt(self.processor, t) for t in texts], boards,
                                  max_prompt_tokens=self.config.max_prompt_tokens)
         return texts, encoded

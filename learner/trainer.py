@@ -64,13 +64,7 @@ def _split_even(items: list[Any], parts: int) -> list[list[Any]]:
 
 class GRPOTrainer(Run):
     """GRPO on single moves: a group of responses per board, each scored by one game step.
-
-    Args:
-        config: the run's configuration.
-        scorer: replaces the game's ``GroupScorer`` (anything with ``score(states,
-            responses, key)`` returning ``GroupScores``-like arrays); for custom rewards.
-        echo: where rank 0's messages go.
-    """
+    Built like every :class:`learner.run.Run` (``scorer``: custom rewards in place of the game's)."""
 
     PROGRESS_NAME = "GRPO"
     CURVE_KEYS = ("reward/overall", "reward/game", "reward/format", "reward/perception", "P_acc", "eval/game")
