@@ -189,7 +189,7 @@ def teacher_game_reward(game: str, plan: Plan, seed: int) -> float:
     import jaxgym
     from bridges.protocol import protocol_for, shape_reward
     from bridges.teachers import Teacher
-    from learner.trainer import held_out_sampler
+    from learner.run import held_out_sampler
 
     env = jaxgym.make(GAMES[game]["game"], **GAMES[game]["game_params"])
     train = GAMES[game].get("train", {})

@@ -39,7 +39,7 @@ GAMES = ("2048", "shisensho")
 
 def _held_out(env: Any, record: dict[str, Any], boards: int, seed: int) -> tuple[Any, np.ndarray]:
     from bridges.torch_io import images_to_numpy
-    from learner.trainer import held_out_sampler
+    from learner.run import held_out_sampler
 
     train = record.get("train", {})
     sampler = held_out_sampler(env, train.get("sample_mode", "paper"), train.get("sample_depth", -1), seed)

@@ -12,7 +12,9 @@ Modules, bottom up (torch is needed; DeepSpeed and vLLM are imported only when u
 - ``rollout``: the rollout-engine interface, the transformers engine, the vLLM engine;
 - ``engine``: the DeepSpeed training engine (ZeRO 0-3, fp32/bf16, CPU or GPUs);
 - ``config``: the typed config, presets, YAML and command-line overrides;
-- ``trainer``: the GRPO loop, checkpoints and resume; ``runlog``: the run directory's logs;
+- ``run``: ``Run``, what every training run shares (ranks, seeds, run directory, engines,
+  checkpoints and resume, metrics, held-out evaluation, the loop); ``trainer``: GRPO, and
+  ``sft``: the perception cold start, its sibling trainers; ``runlog``: the run directory's logs;
 - ``hf_policy``: the evaluator's ``hf:<path>`` policy, registered with ``bridges.policies``
   on import; ``evaluate``: the evaluator's documented entry (its code and command line are
   ``bridges.evaluation``).

@@ -14,14 +14,17 @@ batch processed at once, whatever the split.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from learner.config import AGGREGATION_MODES, KL_ESTIMATORS  # the option tuples live with the config
-
+# The options of this maths, by name: learner.config offers them on the command line. torch
+# is imported inside the functions, so that reading these names (a command line) needs no torch.
 AggregationMode = Literal["token-mean", "seq-mean-token-mean"]
 KLEstimator = Literal["k1", "k2", "k3"]
+AGGREGATION_MODES: tuple[str, ...] = get_args(AggregationMode)
+KL_ESTIMATORS: tuple[str, ...] = get_args(KLEstimator)
 LOG_RATIO_CLAMP = 20.0
 K3_CLAMP = 10.0
 
@@ -42,10 +45,13 @@ def group_advantages(
         ``(G, n)`` advantages. A group whose rewards are all equal (zero variance, including
         a singleton group) gets exactly 0, not the rounding error of ``r - mean``.
 
+    >>> import torch
     >>> group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]]))
     tensor([[ 0.8660, -0.8660, -0.8660,  0.8660],
             [ 0.0000,  0.0000,  0.0000,  0.0000]])
     """
+    import torch
+
     if rewards.ndim != 2:
         raise ValueError(f"rewards must have shape (groups, group_size), got {tuple(rewards.shape)}")
     rewards = rewards.float()
@@ -59,6 +65,7 @@ def group_advantages(
 def zero_variance_groups(rewards: torch.Tensor) -> torch.Tensor:
     """``(G,)`` bool: groups whose ``n`` rewards are all equal (their advantages are all 0).
 
+    >>> import torch
     >>> zero_variance_groups(torch.tensor([[1.0, 1.0], [0.0, 1.0], [3.0, 3.0]])).tolist()
     [True, False, True]
     """
@@ -90,11 +97,14 @@ def policy_loss(
         ``r < 1 - clip_low``), ``clipped_high`` (A > 0 and ``r > 1 + clip_high``),
         ``dual_clipped`` (A < 0 and ``r > c``), and the ``ratio`` itself.
 
+    >>> import torch
     >>> loss, info = policy_loss(torch.log(torch.tensor([[1.5, 0.5]])), torch.zeros(1, 2),
     ...                          torch.tensor([1.0]))
     >>> loss.tolist(), info["clipped_high"].tolist()
     ([[-1.2000000476837158, -0.5]], [[1.0, 0.0]])
     """
+    import torch
+
     if clip_low < 0 or clip_high < 0:
         raise ValueError(f"clip_low={clip_low}, clip_high={clip_high}: clip ranges must be >= 0")
     if dual_clip is not None and dual_clip <= 1.0:
@@ -136,9 +146,12 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: KLEstimat
     Returns:
         ``(B, T)``.
 
+    >>> import torch
     >>> [round(v, 4) for v in kl_estimate(torch.tensor([0.0, -1.0]), torch.tensor([-1.0, -1.0]), "k3").tolist()]
     [0.3679, 0.0]
     """
+    import torch
+
     log_ratio = torch.clamp(logp - ref_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     if estimator == "k1":
         return log_ratio
@@ -170,9 +183,12 @@ def loss_normalizer(
     Returns:
         ``max(global_count, 1) / world_size``.
 
+    >>> import torch
     >>> loss_normalizer(torch.tensor([3.0, 0.0, 2.0]), "token-mean"), loss_normalizer([3, 0, 2], "seq-mean-token-mean")
     (5.0, 2.0)
     """
+    import torch
+
     if mode not in AGGREGATION_MODES:
         raise ValueError(f"loss aggregation {mode!r} is not supported; allowed: {', '.join(AGGREGATION_MODES)}")
     counts = torch.as_tensor(token_counts, dtype=torch.float64)
@@ -190,6 +206,7 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: AggregationMode, n
     weighted equally (DAPO). ``seq-mean-token-mean``: each sequence's token mean, summed,
     divided by ``normalizer``: every sequence weighted equally (the original GRPO).
 
+    >>> import torch
     >>> v, m = torch.tensor([[1.0, 3.0], [5.0, 0.0]]), torch.tensor([[1.0, 1.0], [1.0, 0.0]])
     >>> float(aggregate(v, m, "token-mean", 3.0)), float(aggregate(v, m, "seq-mean-token-mean", 2.0))
     (3.0, 3.5)

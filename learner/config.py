@@ -21,12 +21,11 @@ from typing import Any
 
 from bridges import cli
 from bridges.cli import option
+from learner.algorithms import AGGREGATION_MODES, KL_ESTIMATORS  # the maths names its options (torch-free)
 
-# The allowed values of the config's choice keys. They live here, not beside the code that
-# uses them (learner.algorithms, learner.engine, which import them from here), so reading a
-# command line imports neither torch nor DeepSpeed.
-AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean")
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+# The allowed values of the engine's choice keys. They live here, not beside the code that
+# uses them (learner.engine, which imports them from here), so reading a command line
+# imports neither torch nor DeepSpeed.
 ZERO_STAGES: tuple[int, ...] = (0, 1, 2, 3)
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 ROLLOUT_ENGINES: tuple[str, ...] = ("hf", "vllm")

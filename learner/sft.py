@@ -15,33 +15,32 @@ engine, the multimodal rotary positions of ``generate``). A plain HF forward wit
 positions places the image tokens elsewhere than generation does, and a model trained that
 way is blind when it plays.
 
-It is :class:`learner.trainer.GRPOTrainer` with another ``train_step``: the same config
-keys (``--preset cold-start`` is applied first), run directory, engine, checkpoints, resume,
-metrics log and export (``<run_dir>/export``, loadable with ``--model``). Every
-``eval_every`` steps, greedy generation through the rollout engine on held-out states gives
-the paper's measures (``learner.measures``): ``eval/P_acc``, ``eval/cell_accuracy``,
-``eval/format``, ``eval/legal``, ``eval/game`` ..., and whether the model reads its image at all
+It is a :class:`learner.run.Run` (a sibling of :class:`learner.trainer.GRPOTrainer`) with
+its own step: the same config keys (``--preset cold-start`` is applied first), run directory,
+engine, checkpoints, resume, metrics log and export (``<run_dir>/export``, loadable with
+``--model``); no scorer in its step and no reference model. Every ``eval_every`` steps, greedy
+generation through the rollout engine on held-out states gives the paper's measures
+(``learner.measures``): ``eval/P_acc``, ``eval/cell_accuracy``, ``eval/format``,
+``eval/legal``, ``eval/game`` ..., and whether the model reads its image at all
 (``eval/image_use``: how much worse the held-out targets score with the images swapped).
 """
 
 from __future__ import annotations
 
+import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-import dataclasses  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from learner.batching import collate  # noqa: E402
 from learner.config import TrainConfig  # noqa: E402
-from learner.trainer import GRPOTrainer, _chunks, _Timer  # noqa: E402
+from learner.run import Run, StepTimer, chunks  # noqa: E402
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normalizer: float) -> torch.Tensor:
@@ -54,25 +53,30 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normalizer: float) -> torch
     return -(logp * mask).sum() / max(float(normalizer), 1e-9)
 
 
-class ColdStartTrainer(GRPOTrainer):
+class ColdStartTrainer(Run):
     """Supervised cold start on teacher targets (see module doc)."""
-
-    def __init__(self, config: TrainConfig, **kwargs: Any):
-        from bridges.teachers import Teacher
-
-        # No reference model: the KL term is GRPO's.
-        super().__init__(dataclasses.replace(config, kl_coef=0.0), **kwargs)
-        self.teacher = Teacher(self.env, self.config.teacher)
-        self.stop_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     PROGRESS_NAME = "cold start"
     CURVE_KEYS = ("loss/sft", "token_accuracy", "eval/P_acc", "eval/cell_accuracy", "eval/image_use", "eval/legal",
                   "eval/game")
 
-    def _postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
+    def __init__(self, config: TrainConfig, **kwargs: Any):
+        if config.kl_coef != 0:
+            raise ValueError(f"kl_coef={config.kl_coef!r}: the cold start has no KL term (it is GRPO's); leave "
+                             f"kl_coef at 0, the cold-start preset's value")
+        super().__init__(config, **kwargs)
+
+    def build(self) -> None:
+        from bridges.teachers import Teacher
+
+        stages_of(self.config.model)  # a --model whose stage record is unreadable is refused now, not at the end
+        self.teacher = Teacher(self.env, self.config.teacher)
+        self.stop_id = self.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def progress_postfix(self, metrics: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{metrics['loss/sft']:.3f}", "tok_acc": f"{metrics['token_accuracy']:.3f}"}
 
-    def _batch_description(self) -> str:
+    def batch_description(self) -> str:
         # One teacher target per state: neither the GRPO group size nor a rollout engine plays a part.
         return f"{self.config.states_per_step} states per step (one '{self.config.teacher}' target each)"
 
@@ -103,7 +107,7 @@ class ColdStartTrainer(GRPOTrainer):
     # -- evaluation --------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, float]:
-        """The greedy measures (:meth:`GRPOTrainer.evaluate`) plus the image's use: the
+        """The greedy measures (:meth:`learner.run.Run.evaluate`) plus the image's use: the
         teacher-forced NLL per target token on the held-out states with their own images
         (``nll``) and with each image swapped for the next state's (``nll_swapped``). A model
         that reads the board loses when the images are swapped (``image_use`` =
@@ -123,7 +127,7 @@ class ColdStartTrainer(GRPOTrainer):
             _, prompts = self.encode_boards(shown)
             total, summed = 0.0, 0.0
             with torch.no_grad():
-                for rows in _chunks(list(range(len(shown))), self.config.logprob_micro_batch_size):
+                for rows in chunks(list(range(len(shown))), self.config.logprob_micro_batch_size):
                     logp, mask = self.forward(prompts, rows, ids)
                     summed += float(-(logp * mask).sum())
                     total += float(mask.sum())
@@ -132,29 +136,28 @@ class ColdStartTrainer(GRPOTrainer):
 
     # -- one step ----------------------------------------------------------------------------
 
-    def train_step(self) -> dict[str, Any]:
-        """One optimizer step on fresh teacher targets; returns its metrics."""
+    def optimize_step(self, timer: StepTimer) -> dict[str, Any]:
+        """One optimizer step on fresh teacher targets; returns this rank's metrics."""
         import jax
 
         from bridges.torch_io import images_to_numpy
         from learner.algorithms import loss_normalizer
         from learner.engine import all_reduce_sum
 
-        config, timer = self.config, _Timer()
-        step_start = time.perf_counter()
+        config = self.config
         with timer("sample"):
             states, images = self.sampler.sample(self.local_states)
             boards = images_to_numpy(images)
-            self.score_key, key = jax.random.split(self.score_key)
+            self.step_key, key = jax.random.split(self.step_key)
             _, ids = self.targets(states, key)
             _, prompts = self.encode_boards(boards)
         # Each rank's share of the global token mean, scaled by the rank count: DeepSpeed
-        # averages the ranks' gradients, and _reduce_metrics averages their metrics.
+        # averages the ranks' gradients, and reduce_metrics averages their metrics.
         normalizer = loss_normalizer([float(len(t)) for t in ids], "token-mean", world_size=self.world_size,
                                      all_reduce_sum=all_reduce_sum if self.world_size > 1 else None)
         loss_sum, correct = 0.0, 0.0
         with timer("update"):
-            micro_batches = _chunks(list(range(self.local_states)), config.micro_batch_size)
+            micro_batches = chunks(list(range(self.local_states)), config.micro_batch_size)
             for index, rows in enumerate(micro_batches):
                 logp, mask = self.forward(prompts, rows, ids)
                 loss = sft_loss(logp, mask, normalizer)
@@ -164,8 +167,8 @@ class ColdStartTrainer(GRPOTrainer):
                 # then greedy decoding surely picks it (teacher-forced).
                 correct += float(((logp.detach() > np.log(0.5)) * mask).sum())
             grad_norm = self.engine.step()
-        self.step += 1
-        metrics: dict[str, Any] = {
+        self.weights_changed()
+        return {
             "loss/sft": loss_sum / normalizer,
             "token_accuracy": correct / normalizer,
             "response_length/mean": float(np.mean([len(t) for t in ids])),
@@ -173,14 +176,10 @@ class ColdStartTrainer(GRPOTrainer):
             "lr": self.engine.lr,
             "sequences_trained": self.local_states,
         }
-        metrics = self._log_step(self._reduce_metrics(metrics), timer, step_start)
-        if config.save_every and self.step % config.save_every == 0 and self.step < config.steps:
-            self.save()
-        return metrics
 
 
 # What a shipped checkpoint's GRPO run uses where the user left the defaults (see
-# learner.trainer.resolve_cold_start): the sampling it was cold-started on, and the run the
+# learner.run.resolve_cold_start): the sampling it was cold-started on, and the run the
 # README's main job makes from it (about 4 minutes on 2 busy cores, greedy evaluations
 # every 10 steps to show the curve). lr 3e-4: at 1e-3 GRPO wore both cold starts' reading
 # down within 3-30 steps (the README's "Does it learn?").
@@ -204,15 +203,36 @@ teacher, steps, seed and seconds), the earlier ones read from its ``--model`` di
 
 def stages_of(model: str) -> list[dict[str, Any]]:
     """The cold-start stages behind a ``--model`` directory (its ``cold_start.json``, or a
-    shipped checkpoint's ``jaxgym.json``); ``[]`` for a model built from scratch."""
-    import json
+    shipped checkpoint's ``jaxgym.json``); ``[]`` for a model built from scratch.
+
+    Raises ``ValueError`` naming the file when it is not a JSON object or its ``stages`` is
+    not a list of stage objects (each with its ``command``): such a record would otherwise
+    be copied piece by piece into the next stage's."""
+    from bridges.safe_json import loads_bounded
 
     directory = Path(model)
     for name in (STAGES_FILE, "jaxgym.json"):
-        if (directory / name).is_file():
-            record = json.loads((directory / name).read_text())
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            record = loads_bounded(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not readable JSON ({error}); restore it from the run that wrote it, or "
+                             f"delete it to record no earlier stages") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(record).__name__}; restore it from the run "
+                             f"that wrote it, or delete it to record no earlier stages")
+        stages = record.get("stages")
+        if stages is None or stages == []:  # a single-stage record: the stage is the record itself
             keys = ("command", "model", "teacher", "steps", "seed", "seconds")
-            return list(record.get("stages") or [{k: record.get(k) for k in keys}])
+            return [{k: record.get(k) for k in keys}]
+        if not isinstance(stages, list) or not all(
+                isinstance(stage, dict) and isinstance(stage.get("command"), str) for stage in stages):
+            raise ValueError(f"{path}: 'stages' must be a list of objects, each with its 'command' string; got "
+                             f"{json.dumps(stages)[:80]}. Restore it from the run that wrote it, or delete it to "
+                             f"record no earlier stages")
+        return list(stages)
     return []
 
 
@@ -263,15 +283,12 @@ def has_option(argv: list[str], key: str) -> bool:
 
 
 def write_launch(run_dir: Path, argv: list[str], world_size: int) -> None:
-    import json
-
     (run_dir / LAUNCH_FILE).write_text(json.dumps({"argv": argv, "world_size": world_size}, indent=1) + "\n")
 
 
 def _stage_command(config: TrainConfig, argv: list[str], world_size: int, run_dir: Path | None) -> tuple[str, bool]:
     """The command that rebuilds this run, and whether it is a resumed run's original launch
     (whose seconds are then the run's, summed from its metrics)."""
-    import json
     import shlex
 
     launch = run_dir / LAUNCH_FILE if (config.resume and run_dir is not None) else None
@@ -299,8 +316,6 @@ def record_stages(summary: dict[str, Any], config: TrainConfig, argv: list[str],
                   run_dir: Path | None = None) -> list[dict[str, Any]]:
     """Write the export's ``cold_start.json``: the ``--model``'s stages, then this run's (for a
     resumed run, the command it was started with, at its final step count)."""
-    import json
-
     command, resumed = _stage_command(config, argv, world_size, run_dir)
     seconds = _run_seconds(run_dir) if resumed and run_dir is not None else summary.get("seconds")
     stage = {"command": command, "model": config.model, "teacher": config.teacher,
@@ -316,7 +331,6 @@ def ship(summary: dict[str, Any], config: TrainConfig, argv: list[str], target: 
     """Copy a finished cold start's export to ``target`` with its ``jaxgym.json`` record. A
     cold start continued from another one's export (``--model``) records every stage: its
     ``command`` is the stages' commands joined by ``&&``, the whole rebuild in one line."""
-    import json
     import shutil
 
     if not summary.get("export"):

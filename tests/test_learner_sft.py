@@ -332,7 +332,7 @@ def test_grpo_step_metrics_carry_p_acc_and_r_acc():
 def test_model_cold_start_resolves_to_the_shipped_checkpoint_and_its_board(tmp_path, monkeypatch):
     from learner import models
     from learner.config import from_dict
-    from learner.trainer import resolve_cold_start
+    from learner.run import resolve_cold_start
 
     monkeypatch.setattr(models, "ASSETS", tmp_path)
     config = from_dict({"game": "shisensho"})
