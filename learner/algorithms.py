@@ -278,6 +278,7 @@ def grpo_loss(
 
 def _check_turn_mask(values: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
     """``turn_mask`` as bool, checked: the shape of ``values`` and a prefix of played turns."""
+
     if values.ndim < 1 or turn_mask.shape != values.shape:
         raise ValueError(f"turn_mask must have the shape of the rewards {tuple(values.shape)}, "
                          f"got {tuple(turn_mask.shape)}")
@@ -300,11 +301,15 @@ def discounted_returns(rewards: torch.Tensor, turn_mask: torch.Tensor, gamma: fl
     Returns:
         ``(..., K)`` float32 returns, 0 on padding.
 
+    >>> import torch
+
     >>> discounted_returns(torch.tensor([[1.0, 2.0, 4.0], [1.0, 5.0, 9.0]]),
     ...                    torch.tensor([[1, 1, 1], [1, 1, 0]]), gamma=0.5)
     tensor([[3.0000, 4.0000, 4.0000],
             [3.5000, 5.0000, 0.0000]])
     """
+    import torch
+
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma={gamma} is out of range; allowed: 0 <= gamma <= 1")
     mask = _check_turn_mask(rewards, turn_mask)
@@ -337,11 +342,15 @@ def episode_advantages(
     Returns:
         ``(G, n, K)``, 0 on padding.
 
+    >>> import torch
+
     >>> returns = torch.tensor([[[2.0, 1.0], [0.0, 0.0]]])
     >>> episode_advantages(returns, torch.tensor([[[1, 1], [1, 0]]]))
     tensor([[[ 0.7071,  0.7071],
              [-0.7071,  0.0000]]])
     """
+    import torch
+
     if returns.ndim != 3:
         raise ValueError(f"returns must have shape (groups, group_size, turns), got {tuple(returns.shape)}")
     mask = _check_turn_mask(returns, turn_mask)
@@ -376,6 +385,8 @@ def step_advantages(
     Returns:
         ``(G, n, K)``, 0 on padding.
 
+    >>> import torch
+
     >>> returns = torch.tensor([[[3.0, 1.0], [1.0, 0.0], [2.0, 2.0]]])
     >>> ids = torch.tensor([[[0, 1], [0, 2], [0, 3]]])  # every turn 0 saw the start state
     >>> step_advantages(returns, ids, torch.ones(1, 3, 2))
@@ -383,6 +394,8 @@ def step_advantages(
              [-1.0000,  0.0000],
              [ 0.0000,  0.0000]]])
     """
+    import torch
+
     if returns.ndim != 3 or step_groups.shape != returns.shape:
         raise ValueError(f"returns and step_groups must both have shape (groups, group_size, turns), "
                          f"got {tuple(returns.shape)} and {tuple(step_groups.shape)}")
@@ -433,11 +446,14 @@ def step_credit_advantages(
     Returns:
         ``(G, n, K)``, 0 on padding.
 
+    >>> import torch
+
     >>> returns = torch.tensor([[[3.0, 1.0], [1.0, 0.0]]])
     >>> step_credit_advantages(returns, torch.tensor([[[0, 1], [0, 2]]]), torch.ones(1, 2, 2), step_weight=0.5)
     tensor([[[ 1.0607,  0.7071],
              [-1.0607, -0.7071]]])
     """
+
     if step_weight < 0:
         raise ValueError(f"step_weight={step_weight} must be >= 0")
     options = dict(std_normalize=std_normalize, eps=eps, unbiased=unbiased)
@@ -451,9 +467,13 @@ def step_group_coverage(step_groups: torch.Tensor, turn_mask: torch.Tensor) -> f
     """The share of played turns whose step group has another member (a log metric: how
     often ``step`` credit has something to compare). Ids are local to the first dim.
 
+    >>> import torch
+
     >>> step_group_coverage(torch.tensor([[[0, 1], [0, 2]]]), torch.ones(1, 2, 2))
     0.5
     """
+    import torch
+
     mask = turn_mask.bool()
     played = int(mask.sum())
     if played == 0:
