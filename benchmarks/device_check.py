@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                         help=f"env batches (default {list(DEVICE_BATCHES)}; dry run {list(DRY_RUN_BATCHES)})")
     parser.add_argument("--image-size", type=int, default=None, help="board side (default 448; dry run 112)")
-    parser.add_argument("--env-budget", type=float, default=240.0, help="seconds for the env section")
+    parser.add_argument("--env-budget", type=float, default=None,
+                        help="seconds for the env section (default 240; dry run: no limit, every row runs)")
     parser.add_argument("--pixel-boards", type=int, default=None, help="boards for the JAX pixel path (default 256)")
     parser.add_argument("--hf-boards", type=int, default=None, help="boards through the HF processor (default 16)")
     parser.add_argument("--shape", default=None, help="gpu_check shape of the GRPO model (default 3b; dry run tiny)")
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.hf_boards = args.hf_boards or (2 if dry else 16)
     args.shape = args.shape or ("tiny" if dry else "3b")
     args.grpo_tokens = args.grpo_tokens or (4 if dry else 128)
+    if args.env_budget is None:
+        args.env_budget = float("inf") if dry else 240.0
     for name in ("batch_sizes", "image_size", "pixel_boards", "hf_boards", "grpo_tokens"):
         values = getattr(args, name)
         if min(values if isinstance(values, list) else [values]) < 1:

@@ -17,6 +17,7 @@ def test_defaults_are_the_device_sizes_and_the_dry_run_is_tiny():
     assert (args.batch_sizes, args.image_size, args.shape) == ([1024, 4096, 16384, 65536], 448, "3b")
     dry = device_check.parse_args(["--dry-run"])
     assert (dry.batch_sizes, dry.image_size, dry.shape) == ([8, 16], 112, "tiny")
+    assert (args.env_budget, dry.env_budget) == (240.0, float("inf"))  # a dry run checks every row
     for bad in (["--image-size", "100"], ["--batch-sizes", "0"], ["--skip", "nothing"]):
         with pytest.raises(SystemExit):
             device_check.parse_args(bad)
