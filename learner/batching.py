@@ -92,9 +92,10 @@ def _uniform_batch(images: Any) -> Any:
     import jax
 
     if isinstance(images, (jax.Array, np.ndarray)):
-        return images if images.ndim == 4 and images.dtype == np.uint8 else None
+        return images if images.ndim == 4 and images.shape[-1] == 3 and images.dtype == np.uint8 else None
     boards = [np.asarray(im) for im in images]
-    if not boards or any(b.shape != boards[0].shape or b.dtype != np.uint8 or b.ndim != 3 for b in boards):
+    if not boards or any(b.shape != boards[0].shape or b.dtype != np.uint8 or b.ndim != 3 or b.shape[-1] != 3
+                         for b in boards):
         return None
     return np.stack(boards)
 
