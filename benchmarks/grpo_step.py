@@ -18,6 +18,12 @@ steps each trainer runs ``repeats`` steps; the table shows the median seconds pe
   (tokenising, image processing, advantages, any old/reference log-probs).
 - ``update``: the forward/backward and optimizer step (TRL: the step minus the above).
 
+jaxgym runs twice in the same run (``--pixels both``, the default): with the prompts' image
+patches from the HF image processor (``jaxgym (HF processor)``, as before issue 30) and from
+JAX (``bridges.model_inputs``). Two more rows, jaxgym only: ``prepare`` (the prompts'
+encoding, part of ``log-probs``) and ``env share`` (``sample+render`` plus ``prepare``, as a
+share of the step: the environment side's cost).
+
 Writes ``grpo_step.json`` and ``grpo_step.md`` to ``--out`` (printed at the start).
 """
 
@@ -33,10 +39,14 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("sample+render", "generate", "score", "log-probs", "update", "step")
+JAXGYM_ONLY = ("prepare", "env share")
 
 
-def jaxgym_steps(args: argparse.Namespace, run_dir: Path) -> tuple[list[dict[str, float]], float]:
-    """Per-step phase seconds of jaxgym's learner, and its mean response length."""
+def jaxgym_steps(args: argparse.Namespace, run_dir: Path, jax_pixels: bool = True) -> tuple[list[dict[str, float]],
+                                                                                               float]:
+    """Per-step phase seconds of jaxgym's learner, and its mean response length; the prompts'
+    patches from JAX (``jax_pixels``) or from the HF image processor."""
+    from learner import batching
     from learner.config import from_dict
     from learner.trainer import GRPOTrainer
 
@@ -49,8 +59,12 @@ def jaxgym_steps(args: argparse.Namespace, run_dir: Path) -> tuple[list[dict[str
     )).validate()
     trainer = GRPOTrainer(config, echo=lambda _: None)
     rows, lengths = [], []
-    for step in range(args.warmup + args.repeats):
-        m = trainer.train_step()
+    before, batching.JAX_PIXELS = batching.JAX_PIXELS, jax_pixels
+    try:
+        metrics = [trainer.train_step() for _ in range(args.warmup + args.repeats)]
+    finally:
+        batching.JAX_PIXELS = before
+    for step, m in enumerate(metrics):
         if step < args.warmup:
             continue
         sec = {k.removeprefix("seconds/"): v for k, v in m.items() if k.startswith("seconds/")}
@@ -61,6 +75,8 @@ def jaxgym_steps(args: argparse.Namespace, run_dir: Path) -> tuple[list[dict[str
             "log-probs": sum(sec.get(k, 0.0) for k in ("prepare", "old_logprobs", "ref_logprobs")),
             "update": sec.get("update", 0.0),
             "step": sec["step"],
+            "prepare": sec.get("prepare", 0.0),
+            "env share": (sec.get("sample", 0.0) + sec.get("prepare", 0.0)) / sec["step"],
         })
         lengths.append(m["response_length/mean"])
     return rows, statistics.mean(lengths)
@@ -145,8 +161,12 @@ def trl_steps(args: argparse.Namespace, out_dir: Path) -> tuple[list[dict[str, f
 def table(results: dict[str, dict[str, Any]]) -> str:
     names = list(results)
     lines = ["| phase (median s) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for phase in PHASES:
-        lines.append(f"| {phase} | " + " | ".join(f"{results[n]['median'][phase]:.3f}" for n in names) + " |")
+    for phase in PHASES + JAXGYM_ONLY:
+        cells = [results[n]["median"].get(phase) for n in names]
+        if all(c is None for c in cells):
+            continue
+        fmt = "{:.0%}" if phase == "env share" else "{:.3f}"
+        lines.append(f"| {phase} | " + " | ".join("-" if c is None else fmt.format(c) for c in cells) + " |")
     lines.append("| mean response tokens | " + " | ".join(f"{results[n]['response_tokens']:.1f}" for n in names)
                  + " |")
     return "\n".join(lines)
@@ -163,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-grpo-step")
+    parser.add_argument("--pixels", choices=("both", "jax", "hf"), default="both",
+                        help="jaxgym's prompt patches: from JAX, the HF image processor, or both (before/after)")
+    parser.add_argument("--no-trl", action="store_true", help="leave TRL's GRPOTrainer out")
     args = parser.parse_args(argv)
     for name in ("states", "group", "tokens", "repeats"):
         if getattr(args, name) < 1:
@@ -176,24 +199,33 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp, tqdm(total=2, desc="trainers", unit="trainer") as bar:
-        for name, run in (("jaxgym", jaxgym_steps), ("TRL", trl_steps)):
+    runs: list[tuple[str, Any]] = []
+    if args.pixels in ("both", "hf"):
+        runs.append(("jaxgym (HF processor)", lambda a, d: jaxgym_steps(a, d, jax_pixels=False)))
+    if args.pixels in ("both", "jax"):
+        runs.append(("jaxgym", jaxgym_steps))
+    if not args.no_trl:
+        runs.append(("TRL", trl_steps))
+    with tempfile.TemporaryDirectory() as tmp, tqdm(total=len(runs), desc="trainers", unit="trainer") as bar:
+        for index, (name, run) in enumerate(runs):
             bar.set_postfix_str(name)
-            rows, length = run(args, Path(tmp) / name)
+            rows, length = run(args, Path(tmp) / f"run{index}")
             results[name] = {
                 "steps": rows,
-                "median": {p: statistics.median(r[p] for r in rows) for p in PHASES},
+                "median": {p: statistics.median(r[p] for r in rows) for p in PHASES + JAXGYM_ONLY if p in rows[0]},
                 "response_tokens": length,
             }
             bar.update(1)
     md = table(results)
     config = {k: getattr(args, k) for k in ("states", "group", "tokens", "image_size", "warmup", "repeats", "seed",
-                                            "torch_threads")}
+                                            "torch_threads", "pixels", "no_trl")}
     (out / "grpo_step.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
     (out / "grpo_step.md").write_text(md + "\n")
     print(md)
-    ratio = results["jaxgym"]["median"]["step"] / results["TRL"]["median"]["step"]
-    print(f"jaxgym step / TRL step: {ratio:.2f}x; wrote grpo_step.json and grpo_step.md to {out}")
+    if "jaxgym" in results and "TRL" in results:
+        ratio = results["jaxgym"]["median"]["step"] / results["TRL"]["median"]["step"]
+        print(f"jaxgym step / TRL step: {ratio:.2f}x")
+    print(f"wrote grpo_step.json and grpo_step.md to {out}")
     return 0
 
 

@@ -53,16 +53,23 @@ class EncodedPrompts:
         return self.pixel_values[start:end]
 
 
-def encode_prompts(processor: Any, texts: Sequence[str], images: Sequence[np.ndarray] | np.ndarray,
+def encode_prompts(processor: Any, texts: Sequence[str], images: Sequence[np.ndarray] | np.ndarray | Any,
                    *, max_prompt_tokens: int | None = None) -> EncodedPrompts:
-    """Encode chat prompts (from :func:`chat_prompt`) with their ``(H, W, 3)`` uint8 images.
+    """Encode chat prompts (from :func:`chat_prompt`) with their ``(H, W, 3)`` uint8 images
+    (a list, or one ``(B, H, W, 3)`` numpy or JAX batch).
+
+    Boards the Qwen2-VL-family image processor would not resize become patches in one jitted
+    JAX call (``bridges.model_inputs``: equal to the processor's output, handed to torch by
+    DLPack); anything else goes through ``processor`` itself.
 
     Raises ``ValueError`` if a prompt is longer than ``max_prompt_tokens`` (images cannot be
     truncated: raise the limit or render smaller boards)."""
     if len(texts) != len(images):
         raise ValueError(f"got {len(texts)} prompts but {len(images)} images; give one image per prompt")
-    encoded = processor(text=list(texts), images=[np.asarray(im) for im in images], return_tensors="pt",
-                        padding=True, padding_side="left")
+    encoded = _encode_in_jax(processor, texts, images)
+    if encoded is None:
+        encoded = processor(text=list(texts), images=[np.asarray(im) for im in images], return_tensors="pt",
+                            padding=True, padding_side="left")
     mask = encoded["attention_mask"].bool()
     token_ids = [row[m].tolist() for row, m in zip(encoded["input_ids"], mask, strict=True)]
     longest = max((len(t) for t in token_ids), default=0)
@@ -72,6 +79,50 @@ def encode_prompts(processor: Any, texts: Sequence[str], images: Sequence[np.nda
             f"{max_prompt_tokens}; raise max_prompt_tokens or render smaller boards"
         )
     return EncodedPrompts(token_ids, encoded["pixel_values"].float(), encoded["image_grid_thw"].long())
+
+
+JAX_PIXELS = True
+"""Whether :func:`encode_prompts` computes patches in JAX where it can (``False``: always the
+HF processor; for before/after benchmarks such as ``benchmarks/grpo_step.py``)."""
+
+
+def _uniform_batch(images: Any) -> Any:
+    """``images`` as one ``(B, H, W, 3)`` uint8 array (JAX arrays stay on their device), or
+    ``None`` when the boards differ in size or type."""
+    import jax
+
+    if isinstance(images, (jax.Array, np.ndarray)):
+        return images if images.ndim == 4 and images.shape[-1] == 3 and images.dtype == np.uint8 else None
+    boards = [np.asarray(im) for im in images]
+    if not boards or any(b.shape != boards[0].shape or b.dtype != np.uint8 or b.ndim != 3 or b.shape[-1] != 3
+                         for b in boards):
+        return None
+    return np.stack(boards)
+
+
+def _encode_in_jax(processor: Any, texts: Sequence[str], images: Any) -> dict[str, torch.Tensor] | None:
+    """What ``processor(text=texts, images=images, padding_side="left")`` returns, with the
+    patches computed in JAX (``bridges.model_inputs``) and only the texts through the
+    tokenizer; ``None`` where the JAX path does not reproduce the processor (its reason:
+    ``bridges.model_inputs.fallback_reason``), or a prompt does not hold exactly one image
+    placeholder."""
+    from bridges.model_inputs import image_tokens, patch_layout, pixel_values, to_torch
+
+    image_processor = getattr(processor, "image_processor", None)
+    image_token = getattr(processor, "image_token", None)
+    batch = _uniform_batch(images) if JAX_PIXELS and image_processor is not None and image_token else None
+    if batch is None or len(batch) == 0 or any(t.count(image_token) != 1 for t in texts):
+        return None
+    height, width = int(batch.shape[1]), int(batch.shape[2])
+    layout = patch_layout(image_processor, height, width)
+    if layout is None:
+        return None
+    patches, grid = pixel_values(batch, layout)
+    expanded = [t.replace(image_token, image_token * image_tokens(layout, height, width)) for t in texts]
+    encoded = dict(processor.tokenizer(expanded, return_tensors="pt", padding=True, padding_side="left"))
+    encoded["pixel_values"] = to_torch(patches)
+    encoded["image_grid_thw"] = torch.from_numpy(grid)
+    return encoded
 
 
 def collate(

@@ -11,6 +11,7 @@ bridges sits below the learner and never imports it (``tests/test_layers.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,9 @@ class HFPolicy(Policy):
         self.batch_size = int(batch_size)
         self.name = f"hf-{str(path).rstrip('/').split('/')[-1]}"
 
-    def generate(self, images: list[Any], prompts: list[str], seed: int = 0) -> list[str]:
-        """Responses for images and prompts, ``batch_size`` at a time."""
+    def generate(self, images: Sequence[Any] | Any, prompts: list[str], seed: int = 0) -> list[str]:
+        """Responses for images (``(H, W, 3)`` uint8 boards: a list, or a numpy or JAX batch)
+        and prompts, ``batch_size`` at a time."""
         import torch
 
         out: list[str] = []
@@ -72,7 +74,9 @@ class HFPolicy(Policy):
                 torch.manual_seed(seed + start)
                 generation = self.engine.generate(
                     prompts[start : start + self.batch_size],
-                    [np.asarray(im) for im in images[start : start + self.batch_size]],
+                    # A slice of a JAX batch stays on its device: the engine turns it into
+                    # patches in JAX (learner.batching.encode_prompts) where the processor allows.
+                    images[start : start + self.batch_size],
                     1,
                     self.sampling,
                     logprobs=False,
@@ -84,7 +88,8 @@ class HFPolicy(Policy):
         import jax
 
         seed = int(np.asarray(jax.random.randint(obs.key, (), 0, 2**31 - 1)))
-        return self.generate(list(images_to_numpy(obs.images)), list(obs.prompts), seed=seed)
+        images = obs.images if isinstance(obs.images, jax.Array) else images_to_numpy(obs.images)
+        return self.generate(images, list(obs.prompts), seed=seed)
 
 
 def _hf_policy(path: str, env: Env, *, seed: int, model: str | None, max_tokens: int | None = None,

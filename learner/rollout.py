@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from learner.batching import EncodedPrompts, chat_prompt
+from learner.batching import EncodedPrompts, chat_prompt, encode_prompts
 from learner.models import banned_token_ids, checkpoint_name
 
 
@@ -163,15 +163,12 @@ class HFRolloutEngine:
         each board's patches are repeated for its ``n`` responses instead."""
         if n < 1:
             raise ValueError(f"n={n} must be >= 1")
-        if encoded is not None:
-            if len(encoded) != len(prompts):
-                raise ValueError(f"encoded holds {len(encoded)} prompts, not the {len(prompts)} given")
-            inputs = generation_inputs(self.processor, encoded, n)
-        else:
-            texts = [chat_prompt(self.processor, p) for p in prompts for _ in range(n)]
-            repeated = [np.asarray(im) for im in images for _ in range(n)]
-            inputs = self.processor(text=texts, images=repeated, return_tensors="pt", padding=True,
-                                    padding_side="left")
+        if encoded is None:
+            # Each board once (in JAX where encode_prompts can), its patches repeated n times.
+            encoded = encode_prompts(self.processor, [chat_prompt(self.processor, p) for p in prompts], images)
+        elif len(encoded) != len(prompts):
+            raise ValueError(f"encoded holds {len(encoded)} prompts, not the {len(prompts)} given")
+        inputs = generation_inputs(self.processor, encoded, n)
         device = next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items()}
         greedy = sampling.temperature == 0

@@ -64,3 +64,22 @@ def test_a_tiny_run_writes_rows_table_and_plot(tmp_path, capsys):
     assert rendered[0]["image_hw"] == [56, 56] and rendered[0]["compile_s"] >= 0
     assert all(r["batch"] == 2 for r in payload["rows"]) and len(rows) == len(payload["rows"])
     assert "run directory" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_carried_render_steps_write_the_frames_of_the_state_they_return():
+    """The steady-state step+render loop renders every step (its frames are the returned
+    state's, not a stale or optimised-away buffer) and continues from the carry it is given."""
+    import jaxgym
+
+    env = jaxgym.AutoReset(jaxgym.make("2048", image_size=56))
+    state = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
+    frames = jnp.zeros((2, 56, 56, 3), jnp.uint8)
+    before = jax.tree_util.tree_map(np.asarray, state)  # the carry is donated: its buffers are gone after the call
+    run = jax.jit(throughput.carried_render_steps(env.step, lambda s: s.legal_action_mask, env.render, 2, 3,
+                                                  env.step_batch), donate_argnums=0)
+    new_state, new_frames = run((state, frames), jax.random.key(1))
+    np.testing.assert_array_equal(np.asarray(new_frames), np.asarray(jax.vmap(env.render)(new_state)))
+    from tests.bridges_support import leaves_equal
+
+    assert not leaves_equal(new_state, before)  # three moves later
