@@ -1,5 +1,6 @@
-"""JAX <-> PyTorch bridges: boards to model inputs, responses to rewards."""
+"""JAX <-> PyTorch bridges: boards to model inputs, responses to rewards.
 
-# Every game's renderer registers itself when ``renderers`` is imported (the game layer never
-# imports it); the bridges render boards, so any use of them has the renderers registered.
-import renderers  # noqa: F401
+Every module here that renders boards imports ``renderers`` (each game's renderer registers
+itself then; the game layer never imports the layer above it). The package itself imports
+nothing, so a command line read through ``bridges.cli`` loads no JAX.
+"""

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from bridges.protocol import GameProtocol, shape_reward
 from bridges.scoring import GroupScorer, response_components, unbatch
 from jaxgym import parsing

@@ -44,6 +44,7 @@ import jax
 import numpy as np
 
 import jaxgym
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from bridges import cli
 from bridges.cli import option
 from bridges.policies import Observation, Policy, PolicyError, RequestFailure, make_policy, not_text, policy_kinds

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from bridges.protocol import protocol_for
 from jaxgym.core import Array, Env, PRNGKey, State
 from jaxgym.wrappers import AutoReset, tree_select

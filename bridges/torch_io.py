@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from jaxgym.core import Env
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from bridges.export import load_state, parse_ground_truth
 from bridges.protocol import protocol_for, shape_reward
 from bridges.scoring import parse_action

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+import renderers  # noqa: F401  (registers the games' renderers: this module renders boards)
 from bridges.protocol import protocol_for, shape_reward
 from bridges.scoring import format_ok, parse_action, perception_ok, unbatch
 from jaxgym.core import Env, host_actions
