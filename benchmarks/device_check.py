@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a copied tree, installed or not
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-import jaxgym  # noqa: E402
+import jaxgym
 
 DEVICE_BATCHES = (1024, 4096, 16384, 65536)
 DRY_RUN_BATCHES = (8, 16)

@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from learner.models import TinyConfig  # noqa: E402
+from learner.models import TinyConfig
 
 # Qwen2.5-VL's published decoder and vision-tower sizes (config.json of the instruct models).
 _VISION = dict(vision_depth=32, vision_hidden_size=1280, vision_intermediate_size=3420, vision_heads=16)

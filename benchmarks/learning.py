@@ -32,15 +32,11 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 GAMES: dict[str, dict[str, Any]] = {
     "2048": dict(game="2048", game_params={"size": 4, "image_size": 112}, teacher="legal-random"),

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import jaxgym  # noqa: E402
+import jaxgym
 
 
 def boards_to_pixels(game: str, image_size: int, boards: int, hf_boards: int, repeats: int = 5) -> dict[str, Any]:

@@ -8,17 +8,13 @@ quoted in ``jaxgym/swap.py``, which justifies the loop's cap). Throughput is mea
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import jaxgym  # noqa: E402
-from benchmarks.throughput import random_legal_action  # noqa: E402
-from jaxgym import swap as swap_lib  # noqa: E402
+import jaxgym
+from benchmarks.throughput import random_legal_action
+from jaxgym import swap as swap_lib
 
 
 def settle_tail(moves: int) -> None:

@@ -39,14 +39,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import jaxgym  # noqa: E402
-import renderers  # noqa: E402,F401  (registers every game's renderer)
+import jaxgym
+import renderers  # noqa: F401  (registers every game's renderer)
 
 # Game configurations benchmarked per registered game name (others get their defaults).
 GAME_CONFIGS: dict[str, list[dict[str, Any]]] = {

@@ -27,14 +27,10 @@ stops early (a policy error: exit 1; Ctrl-C: 130; SIGTERM: 143) keeps the steps 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # The command line lives beside the evaluator it runs (bridges.evaluation); importing
 # learner.hf_policy registers the hf: policy kind, which bridges cannot import.
-from bridges.evaluation import (  # noqa: E402
+from bridges.evaluation import (
     EXIT_UNUSABLE,
     default_run_dir,
     game_params,
@@ -43,10 +39,18 @@ from bridges.evaluation import (  # noqa: E402
     policy_options,
     unusable,
 )
-from learner.hf_policy import HFPolicy  # noqa: E402
+from learner.hf_policy import HFPolicy
 
-__all__ = ["EXIT_UNUSABLE", "HFPolicy", "default_run_dir", "game_params", "main", "parse_args", "policy_options",
-           "unusable"]
+__all__ = ["EXIT_UNUSABLE", "HFPolicy", "console", "default_run_dir", "game_params", "main", "parse_args",
+           "policy_options", "unusable"]
+
+
+def console() -> int:
+    """The ``jaxgym-evaluate`` command: :func:`main` with its exit status (0 for a usable result;
+    errors leave through ``SystemExit`` with theirs)."""
+    main()
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console())

@@ -32,15 +32,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.append(str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from learner.batching import collate  # noqa: E402
-from learner.config import TrainConfig  # noqa: E402
-from learner.run import Run, StepTimer, chunks  # noqa: E402
+from learner.batching import collate
+from learner.config import TrainConfig
+from learner.run import Run, StepTimer, chunks
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, normalizer: float) -> torch.Tensor:

@@ -13,10 +13,6 @@ Every key of ``learner.config.TrainConfig`` can be set; ``--help`` lists them.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 
 def _help() -> str:

@@ -52,3 +52,18 @@ def test_importing_jaxgym_and_renderers_loads_no_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_every_command_is_an_entry_point_and_no_module_edits_sys_path():
+    import importlib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"jaxgym-train", "jaxgym-cold-start", "jaxgym-evaluate", "jaxgym-export", "jaxgym-serve"} <= set(scripts)
+    for name, target in scripts.items():
+        module, _, attr = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attr)), f"{name} -> {target} is not callable"
+    edits = [f"{path.relative_to(ROOT)}:{n}" for layer in ("jaxgym", "renderers", "bridges", "learner", "benchmarks")
+             for path in sorted((ROOT / layer).rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if "sys.path." in line and not line.lstrip().startswith("#")]
+    assert edits == [], f"install the project (pip install -e .) instead of editing sys.path: {edits}"
