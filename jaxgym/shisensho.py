@@ -708,15 +708,9 @@ class ShisenShoImages(ShisenSho):
         board = jnp.asarray(board).astype(jnp.int32)
         if picture is None:
             picture = _occurrence_index(board.reshape(-1)).reshape(board.shape) % self.images_per_class
-        elif not isinstance(picture, jax.core.Tracer):
-            arr = np.asarray(picture)
-            if arr.shape != board.shape:
-                raise ValueError(f"picture must have shape {tuple(board.shape)}, got {arr.shape}")
-            if arr.min() < 0 or arr.max() >= self.images_per_class:
-                raise ValueError(
-                    f"picture values must be image indices 0..{self.images_per_class - 1}, "
-                    f"got min {arr.min()} max {arr.max()}"
-                )
+        else:  # strings, objects and bools refused as for the board, before any arithmetic
+            check_board(picture, tuple(board.shape), 0, self.images_per_class - 1, what="image indices",
+                        label="picture")
         return self._from_arrays(board, jnp.asarray(picture).astype(jnp.int32))  # type: ignore[return-value]
 
     def _tile_words(self) -> str:

@@ -209,6 +209,19 @@ def test_from_board_refuses_string_and_object_arrays(game):  # object and bool a
             env.from_board(board)
 
 
+def test_image_tile_pictures_refuse_string_object_and_bool_arrays():
+    import jaxgym
+
+    env = jaxgym.make("shisensho-images", size=2)
+    board = np.array([[1, 1], [1, 1]])
+    for picture in (np.full((2, 2), "1"), np.full((2, 2), None, dtype=object), np.ones((2, 2), bool)):
+        with pytest.raises(ValueError, match="picture must hold integer"):
+            env.from_board(board, picture=picture)
+    top = env.images_per_class - 1
+    with pytest.raises(ValueError, match=f"picture image indices must be in 0..{top}"):
+        env.from_board(board, picture=np.full((2, 2), top + 1))
+
+
 def test_breakout_waiting_must_be_a_bool():
     env = small_env("breakout")
     board = np.zeros((10, 10), int)
