@@ -140,7 +140,8 @@ class MisbehavingServer:
 
 
 def _run_cli(tmp_path: Path, url: str, *extra: str) -> tuple[int, dict]:
-    out = tmp_path / "eval"
+    # A new --out each call: a directory that holds an eval.json is refused (exit 2).
+    out = tmp_path / f"eval-{len(list(tmp_path.glob('eval*')))}"
     argv = ["--game", "2048", "--policy", f"openai:{url}", "--model", "m", "--runs", "2", "--steps", "2",
             "--image-size", "64", "--video", "none", "--quiet", "--out", str(out), "--timeout", "0.6",
             "--retries", "1", "--on-request-error", "unparseable", *extra]

@@ -4,9 +4,6 @@ their registration, protocols registered with their games, one answer format."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,15 +122,3 @@ def test_a_game_without_a_renderer_says_how_to_register_one():
     assert Unrendered().render(Unrendered().reset(jax.random.key(0))).shape == (448, 448, 3)
     with pytest.raises(ValueError, match="register_renderer"):
         registry.renderer_factory(object())
-
-
-@pytest.mark.slow
-def test_the_game_layer_imports_no_renderer_and_still_renders():
-    code = (
-        "import sys, jax, jaxgym\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('renderers', 'bridges', 'learner')], sys.modules\n"
-        "env = jaxgym.make('swap')\n"
-        "assert env.render(env.reset(jax.random.key(0))).shape == (448, 448, 3)\n"
-        "assert 'renderers.swap' in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
