@@ -190,6 +190,7 @@ def test_prompt_and_describe_are_text(env):
         assert text.count("\n") == np.asarray(state.board).shape[0] - 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("game", GAMES)
 def test_a_brief_prompt_names_the_game_in_one_line_and_changes_nothing_else(game):
     full, brief = jaxgym.make(game, image_size=IMAGE), jaxgym.make(game, image_size=IMAGE, prompt="brief")

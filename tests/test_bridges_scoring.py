@@ -153,7 +153,9 @@ def test_named_shapings(shaping, expected):
     np.testing.assert_array_equal(np.asarray(protocol.shape_reward(raw, legal)), expected)
 
 
-@pytest.mark.parametrize("game_id", GAMES)
+# Two games in the fast tier; the others compile their samplers for seconds each (the full tier).
+@pytest.mark.parametrize("game_id", [g if g in ("2048-v0", "shisensho-v0") else pytest.param(g, marks=pytest.mark.slow)
+                                     for g in GAMES])
 def test_perception_check_accepts_only_the_exact_board(game_id):
     env = small_env(game_id)
     states, _ = StateSampler(env, mode="legal", depth=4, seed=12).sample(B)
@@ -190,6 +192,7 @@ def test_format_component(text, ok):
     assert format_ok(text) is ok
 
 
+@pytest.mark.slow
 def test_bad_response_shapes_raise(batch):
     env, states = batch
     scorer = GroupScorer(env)

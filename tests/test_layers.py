@@ -202,6 +202,7 @@ def test_no_layer_has_an_import_cycle(layer):
     assert not cycles, "\n".join(cycles)
 
 
+@pytest.mark.slow
 def test_a_game_renders_once_renderers_is_imported_and_says_so_before():
     import subprocess
     import sys

@@ -64,6 +64,7 @@ def test_same_kind_teacher_names_two_cells_of_one_kind_and_expert_a_connectable_
             assert (raw > 0).all()
 
 
+@pytest.mark.slow
 def test_reading_order_teachers_name_the_first_tile_and_one_of_its_kind():
     env = jaxgym.make("shisensho", size=4, colors=2, shapes=2, image_size=112)
     state = env.reset(jax.random.key(0))
@@ -129,6 +130,7 @@ def test_paper_measures_on_hand_made_responses():
     assert cell_accuracy("<perception> 2 </perception>", " 2 | - \n 4 | 4 ") == 0.25
 
 
+@pytest.mark.slow
 def test_the_reasoning_measure_checks_the_think_line_against_the_board():
     from bridges.teachers import reasoning_line
 
@@ -178,6 +180,7 @@ def _fixed_batch(trainer):
     return fixed
 
 
+@pytest.mark.slow
 def test_cold_start_loss_falls_on_a_fixed_tiny_batch(tmp_path):
     trainer = _cold_start(tmp_path, "fixed")
     _fixed_batch(trainer)
@@ -186,6 +189,7 @@ def test_cold_start_loss_falls_on_a_fixed_tiny_batch(tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
 
 
+@pytest.mark.slow
 def test_a_run_stopped_early_keeps_the_cosine_of_its_schedule(tmp_path):
     """``lr_schedule_steps``: 3 steps of a 6-step cosine take the learning rates of its first 3
     steps, not those of a cosine squeezed into 3."""
@@ -199,6 +203,7 @@ def test_a_run_stopped_early_keeps_the_cosine_of_its_schedule(tmp_path):
     assert rates[-1] == pytest.approx(3e-3 * 0.75)  # half-way down; a 3-step cosine would be at its floor
 
 
+@pytest.mark.slow
 def test_the_cold_start_forward_path_agrees_with_generation(tmp_path):
     """The blindness pitfall: training must score tokens exactly as generation produces them.
 

@@ -16,6 +16,7 @@ from jaxgym.core import host_actions
 WIDE = np.int64(2**40 + 3)  # wraps to 3 when narrowed to int32
 
 
+@pytest.mark.slow
 def test_wide_integer_actions_at_the_jit_boundary():
     env = jaxgym.make("2048")
     key = jax.random.key(0)

@@ -387,6 +387,7 @@ def test_legal_mask_is_exactly_the_actions_that_score(board):
     np.testing.assert_array_equal(terminated, ~np.asarray(outcomes.legal_action_mask).any(-1))
 
 
+@pytest.mark.slow
 def test_terminal_states_have_no_legal_action_or_an_empty_board():
     def play(state, key):
         def body(s, k):

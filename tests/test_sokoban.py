@@ -419,6 +419,7 @@ def test_too_small_image_is_refused():
         jaxgym.make("sokoban", size=16, image_size=56)
 
 
+@pytest.mark.slow
 def test_a_level_pool_is_generated_once_and_resets_draw_from_it():
     env = jaxgym.make("sokoban", size=6, boxes=2, level_pool=5, pool_seed=3)
     keys = jax.random.split(jax.random.key(3), 5)

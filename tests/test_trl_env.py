@@ -40,6 +40,7 @@ def test_reset_and_move_play_the_exported_state(row):
     assert env.moves == 2 and "unreadable" in env.move("x")[1]["text"]
 
 
+@pytest.mark.slow
 def test_text_variant_and_no_move_reward(row):
     env = TextGameEnvironment()
     (part,) = env.reset(**row)
