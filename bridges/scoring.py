@@ -4,7 +4,7 @@
     scores = scorer.score(states, responses, key)             # responses: B lists of n strings
     scores.overall                                            # (B, n) float32
 
-Per response (``shared/spec/games.md``, "The response protocol and rewards"):
+Per response (``docs/games.md``, "The response protocol and rewards"):
     - ``game``: the shaped env reward of the parsed action; an unparseable response takes
       ``INVALID_ACTION``, i.e. the game's invalid-move outcome;
     - ``format``: 1 if ``<perception>``, ``<think>`` and ``<answer>`` pairs are all present;

@@ -1,6 +1,6 @@
 """2048 in pure JAX, on a configurable ``size x size`` board (3..8, default 4).
 
-Rules (``shared/spec/games.md``): a move slides every tile as far as it goes in one
+Rules (``docs/games.md``): a move slides every tile as far as it goes in one
 direction, merging equal neighbours pairwise from the leading edge, each tile at most once
 per move; a move that changes nothing is illegal; a legal move then spawns a 2 (probability
 0.9) or a 4 on a uniformly random empty cell. The game ends when no move is legal.

@@ -1,6 +1,6 @@
 """Shisen-Sho (tile matching) in pure JAX, with coloured-shape tiles or image tiles.
 
-Rules (``shared/spec/games.md``): two tiles of the same kind at distinct cells are removed
+Rules (``docs/games.md``): two tiles of the same kind at distinct cells are removed
 together when a path of orthogonal steps joins them through empty cells with at most two
 turns (three straight segments). The path may run through a one-cell empty ring around the
 board. The game ends when the board is empty or no pair can be removed.

@@ -1,6 +1,6 @@
 """Swap (match-3) in pure JAX, on a configurable ``size x size`` board (default 8x8).
 
-Rules (``shared/spec/games.md``, Swap): a move swaps two orthogonally adjacent tiles and is
+Rules (``docs/games.md``, Swap): a move swaps two orthogonally adjacent tiles and is
 valid iff afterwards some row or column holds a run of 3 or more identical tiles. A valid
 move resolves in *waves*: every cell of every run (rows and columns as one set, so an L, T or
 + counts its shared cell once) is removed at once, scoring ``k * (k - 1)`` for a wave of
